@@ -1,0 +1,317 @@
+//! The command line: each subcommand parses its arguments and calls the
+//! library. Exit codes: 0 all held, 1 an expectation failed, 2 bad input or
+//! an error before the drill could judge anything.
+
+use crate::images::ImageSource;
+use crate::report::render_spec_errors;
+use crate::spec::fixture::Profile;
+use clap::{Parser, Subcommand};
+use std::path::{Path, PathBuf};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "firedrill",
+    version,
+    about = "Fire drills for monitoring stacks: fault → metric → alert → Teams, with timing"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run drill scenarios (files, or folders of *.yaml) end to end in containers.
+    Drill {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Where images come from.
+        #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
+        images: ImageSource,
+        /// Run against this stack file instead of the scenario's own.
+        #[arg(long)]
+        stack: Option<PathBuf>,
+        /// Write the results as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Validate scenarios and their stacks; starts no container.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        stack: Option<PathBuf>,
+    },
+    /// Make every image present (pull, or build offline from Debian packages).
+    Images {
+        #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
+        source: ImageSource,
+    },
+    /// Remove what firedrill runs left behind.
+    Down {
+        /// Every firedrill container and network, by label.
+        #[arg(long)]
+        all: bool,
+        /// Only this run id.
+        #[arg(long, conflicts_with = "all")]
+        run: Option<String>,
+    },
+    /// A synthetic service from a fixture profile.
+    Fixture {
+        #[command(subcommand)]
+        command: FixtureCommand,
+    },
+    /// The Microsoft Teams webhook mock.
+    TeamsMock {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// File holding the webhook token (the secret part of the URL).
+        #[arg(long)]
+        token_file: PathBuf,
+    },
+    /// Run HTTP load (used by drills as a child process).
+    #[command(hide = true)]
+    Load {
+        #[arg(long)]
+        plan: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FixtureCommand {
+    /// Serve a profile.
+    Serve {
+        #[arg(long)]
+        profile: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: String,
+    },
+    /// Validate a profile.
+    Check { profile: PathBuf },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIREDRILL_LOG")
+        .unwrap_or_else(|_| "firedrill=info,warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Scenario files named by `paths`: files as given, folders' *.yaml sorted.
+pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+                .collect();
+            v.sort();
+            out.extend(v);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+pub fn main(cli: Cli) -> i32 {
+    init_tracing();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    rt.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Drill {
+            paths,
+            images,
+            stack,
+            json,
+        } => drill(&paths, images, stack.as_deref(), json.as_deref()).await,
+        Command::Check { paths, stack } => {
+            let files = match scenario_files(&paths) {
+                Ok(f) => f,
+                Err(e) => return fail2(e),
+            };
+            let mut code = 0;
+            for f in files {
+                match crate::drill::check(&f, stack.as_deref()) {
+                    Ok((s, _)) => println!(
+                        "ok {} ({} steps, stack {})",
+                        f.display(),
+                        s.doc.steps.len(),
+                        s.stack.doc.name
+                    ),
+                    Err(e) => {
+                        eprintln!("{e:#}");
+                        code = 2;
+                    }
+                }
+            }
+            code
+        }
+        Command::Images { source } => {
+            let r = async {
+                let docker = crate::docker::connect().await?;
+                let bin = crate::images::firedrill_binary()?;
+                let t = std::time::Instant::now();
+                let imgs = crate::images::ensure(&docker, source, &bin).await?;
+                let mut names: Vec<_> = imgs.by_component.iter().collect();
+                names.sort();
+                for (c, i) in names {
+                    println!("{c:<14} {i}");
+                }
+                println!("{:<14} {}", "firedrill", imgs.firedrill);
+                for (c, i) in [("grafana", &imgs.grafana), ("cadvisor", &imgs.cadvisor)] {
+                    match i {
+                        Ok(i) => println!("{c:<14} {i}"),
+                        Err(why) => println!("{c:<14} skipped: {why}"),
+                    }
+                }
+                println!("images ready in {:.1}s", t.elapsed().as_secs_f64());
+                anyhow::Ok(())
+            };
+            match r.await {
+                Ok(()) => 0,
+                Err(e) => fail2(e),
+            }
+        }
+        Command::Down { all, run } => {
+            let r = async {
+                let docker = crate::docker::connect().await?;
+                let (c, n) = crate::stack::leftovers(&docker).await?;
+                match (all, run) {
+                    (_, Some(id)) => crate::stack::sweep(&docker, Some(&id)).await?,
+                    (true, None) => crate::stack::sweep(&docker, None).await?,
+                    (false, None) => anyhow::bail!("say --all or --run ID"),
+                }
+                let (c2, n2) = crate::stack::leftovers(&docker).await?;
+                println!("removed {} container(s), {} network(s)", c - c2, n - n2);
+                anyhow::Ok(())
+            };
+            match r.await {
+                Ok(()) => 0,
+                Err(e) => fail2(e),
+            }
+        }
+        Command::Fixture { command } => match command {
+            FixtureCommand::Serve { profile, listen } => match Profile::load(&profile) {
+                Ok(p) => match crate::fixture::serve_fixture(p, &listen).await {
+                    Ok(()) => 0,
+                    Err(e) => fail2(e),
+                },
+                Err(e) => {
+                    eprintln!("{}", render_spec_errors(&e));
+                    2
+                }
+            },
+            FixtureCommand::Check { profile } => match Profile::load(&profile) {
+                Ok(p) => {
+                    println!(
+                        "ok {}: {} families, {} routes",
+                        profile.display(),
+                        p.families.len(),
+                        p.routes.len()
+                    );
+                    0
+                }
+                Err(e) => {
+                    eprintln!("{}", render_spec_errors(&e));
+                    2
+                }
+            },
+        },
+        Command::TeamsMock { listen, token_file } => {
+            let token = match std::fs::read_to_string(&token_file) {
+                Ok(t) => t.trim().to_string(),
+                Err(e) => return fail2(anyhow::anyhow!("reading {}: {e}", token_file.display())),
+            };
+            match crate::fixture::teams::serve_mock(&listen, token).await {
+                Ok(()) => 0,
+                Err(e) => fail2(e),
+            }
+        }
+        Command::Load { plan } => {
+            let r = async {
+                let plan: crate::load::LoadPlan = serde_json::from_str(&plan)?;
+                let s = crate::load::run_goose(&plan).await?;
+                println!("{}", serde_json::to_string(&s)?);
+                anyhow::Ok(())
+            };
+            match r.await {
+                Ok(()) => 0,
+                Err(e) => fail2(e),
+            }
+        }
+    }
+}
+
+fn fail2(e: impl std::fmt::Display) -> i32 {
+    eprintln!("firedrill: {e:#}");
+    2
+}
+
+async fn drill(
+    paths: &[PathBuf],
+    images: ImageSource,
+    stack: Option<&Path>,
+    json: Option<&Path>,
+) -> i32 {
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail2(e),
+    };
+    // Every scenario is validated before any container starts.
+    for f in &files {
+        if let Err(e) = crate::drill::check(f, stack) {
+            eprintln!("{e:#}");
+            return 2;
+        }
+    }
+    let opts = crate::drill::Options {
+        images,
+        stack: stack.map(Path::to_path_buf),
+        on_step: Box::new(|r| println!("{}", r.line())),
+    };
+    let mut reports = Vec::new();
+    let mut code = 0;
+    for f in &files {
+        println!("drill {}", f.display());
+        match crate::drill::run(f, &opts).await {
+            Ok(r) => {
+                print!("{}", r.render());
+                if !r.passed() {
+                    code = if r.error.is_some() && r.steps.is_empty() {
+                        2.max(code)
+                    } else {
+                        1.max(code)
+                    };
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                eprintln!("firedrill: {}: {e:#}", f.display());
+                code = 2;
+            }
+        }
+    }
+    if files.len() > 1 {
+        let passed = reports.iter().filter(|r| r.passed()).count();
+        println!("{} passed, {} failed", passed, files.len() - passed);
+    }
+    if let Some(path) = json {
+        match serde_json::to_string_pretty(&reports) {
+            Ok(text) => {
+                if let Err(e) = std::fs::write(path, text) {
+                    return fail2(e);
+                }
+            }
+            Err(e) => return fail2(e),
+        }
+    }
+    code
+}

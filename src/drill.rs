@@ -1,0 +1,660 @@
+//! Running one scenario: validate, make images present, bring the stack up,
+//! run the steps (load in the background, chaos, expectations), collect the
+//! evidence, and tear down always — on success, failure, panic and Ctrl-C.
+
+use crate::images::{self, ImageSource};
+use crate::load::{self, LoadPlan, LoadSummary};
+use crate::observe::{self, Delivery};
+use crate::report::{DrillReport, Outcome, StepResult};
+use crate::spec::scenario::{Chaos, ContainerAction, ExpectAlert, Scenario, Step, TeamsStatus};
+use crate::spec::Dur;
+use crate::stack::render::{self, Effective};
+use crate::stack::Running;
+use crate::verify::{between, Breakdown, Timing};
+use anyhow::{anyhow, Result};
+use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// How to run a drill.
+pub struct Options {
+    pub images: ImageSource,
+    /// Run the scenario against this stack file instead of its own.
+    pub stack: Option<PathBuf>,
+    /// Called as each step ends (the CLI prints it).
+    pub on_step: Box<dyn Fn(&StepResult) + Send + Sync>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            images: ImageSource::Auto,
+            stack: None,
+            on_step: Box::new(|_| {}),
+        }
+    }
+}
+
+/// Loads and validates a scenario: no container is started.
+pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)> {
+    let scenario =
+        Scenario::load(path, stack).map_err(|e| anyhow!(crate::report::render_spec_errors(&e)))?;
+    let eff = render::render(&scenario.stack, scenario.doc.time_scale)?;
+    Ok((scenario, eff))
+}
+
+/// Runs one scenario end to end.
+pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
+    let started = Instant::now();
+    let (scenario, eff) = check(path, opts.stack.as_deref())?;
+    let docker = crate::docker::connect().await?;
+    let bin = images::firedrill_binary()?;
+    let imgs = images::ensure(&docker, opts.images, &bin).await?;
+    let run_id = crate::stack::new_run_id();
+    let mut report = DrillReport::new(&scenario, &run_id);
+    let interrupted = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let body = async {
+        let running = Running::up(&docker, &scenario.stack, &eff, &imgs, &run_id).await?;
+        report.bring_up = running.bring_up;
+        for s in running.services.values() {
+            if let Some(why) = &s.skipped {
+                report.skipped_services.push((s.name.clone(), why.clone()));
+            }
+        }
+        let mut drill = Drill::new(&scenario, &eff, &running);
+        let res = drill.steps(&mut report, opts).await;
+        drill.finish_loads(&mut report).await;
+        report.breakdowns = drill.breakdowns.into_values().collect();
+        let down = running.down().await;
+        res.and(down)
+    };
+    let res = tokio::select! {
+        r = body => r,
+        _ = interrupted => Err(anyhow!("interrupted (Ctrl-C): the stack was torn down")),
+    };
+    if res.is_err() {
+        // Whatever happened, nothing of this run stays behind.
+        crate::stack::sweep(&docker, Some(&run_id)).await.ok();
+    }
+    report.wall = started.elapsed();
+    if let Err(e) = res {
+        report.error = Some(format!("{e:#}"));
+    }
+    Ok(report)
+}
+
+struct Drill<'a> {
+    scenario: &'a Scenario,
+    eff: &'a Effective,
+    running: &'a Running,
+    prom: observe::Prometheus,
+    am: Option<observe::Alertmanager>,
+    teams: Option<observe::TeamsMock>,
+    last_change: Option<DateTime<Utc>>,
+    started: DateTime<Utc>,
+    loads: Vec<load::Background>,
+    breakdowns: BTreeMap<String, Breakdown>,
+    poll: Duration,
+}
+
+/// The first `status` card for `alert` received at or after `since`.
+fn find_card<'a>(
+    ds: &'a [Delivery],
+    alert: &str,
+    status: &str,
+    since: DateTime<Utc>,
+) -> Option<&'a Delivery> {
+    ds.iter().find(|d| {
+        d.received_at >= since && d.status == status && d.alertnames.iter().any(|a| a == alert)
+    })
+}
+
+fn label_subset(want: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+fn fmt_labels(l: &BTreeMap<String, String>) -> String {
+    let v: Vec<String> = l
+        .iter()
+        .filter(|(k, _)| *k != "alertname")
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    format!("{{{}}}", v.join(","))
+}
+
+impl<'a> Drill<'a> {
+    fn new(scenario: &'a Scenario, eff: &'a Effective, running: &'a Running) -> Self {
+        let stack = &scenario.stack;
+        let url = |name: &str| running.url(name).ok();
+        let teams = stack
+            .doc
+            .services
+            .iter()
+            .find(|(_, s)| s.kind == crate::spec::stack::Kind::TeamsMock)
+            .and_then(|(n, _)| url(n))
+            .map(observe::TeamsMock::new);
+        let eval = eff.prometheus.config.evaluation_interval();
+        Drill {
+            scenario,
+            eff,
+            running,
+            prom: observe::Prometheus::new(url(&stack.prometheus_service).unwrap_or_default()),
+            am: stack
+                .alertmanager_service
+                .as_deref()
+                .and_then(url)
+                .map(observe::Alertmanager::new),
+            teams,
+            last_change: None,
+            started: Utc::now(),
+            loads: Vec::new(),
+            breakdowns: BTreeMap::new(),
+            poll: (eval / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
+        }
+    }
+
+    fn scaled(&self, d: Dur) -> Duration {
+        d.scaled(self.scenario.doc.time_scale).0
+    }
+
+    async fn steps(&mut self, report: &mut DrillReport, opts: &Options) -> Result<()> {
+        self.started = Utc::now();
+        for (i, step) in self.scenario.doc.steps.clone().iter().enumerate() {
+            let t = Instant::now();
+            let outcome = match self.step(step).await {
+                Ok(o) => o,
+                Err(e) => Outcome::fail(format!("{e:#}")),
+            };
+            let r = StepResult::new(i, step, outcome, t.elapsed());
+            (opts.on_step)(&r);
+            report.steps.push(r);
+        }
+        Ok(())
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<Outcome> {
+        match step {
+            Step::Load(l) => {
+                let duration = l
+                    .duration
+                    .map(|d| self.scaled(d))
+                    .unwrap_or(load::MAX_DURATION);
+                let plan = LoadPlan {
+                    url: self.running.url(&l.target)?,
+                    path: l.path.clone(),
+                    rate: l.rate.0,
+                    duration,
+                };
+                self.loads.push(load::Background::start(plan)?);
+                Ok(Outcome::pass(format!(
+                    "{}/s on {}{} in the background",
+                    l.rate.0, l.target, l.path
+                )))
+            }
+            Step::Chaos(c) => {
+                let action = c.action().map_err(|e| anyhow!(e))?;
+                let msg = self.chaos(&action).await?;
+                self.last_change = Some(Utc::now());
+                Ok(Outcome::pass(msg))
+            }
+            Step::Wait(w) => {
+                tokio::time::sleep(self.scaled(w.for_)).await;
+                Ok(Outcome::pass(format!(
+                    "waited {}",
+                    crate::util::secs(self.scaled(w.for_))
+                )))
+            }
+            Step::ExpectQuiet(q) => self.expect_quiet(self.scaled(q.for_)).await,
+            Step::ExpectAlert(a) => self.expect_alert(a).await,
+            Step::ExpectResolved(a) => self.expect_resolved(a).await,
+            Step::ExpectTeams(t) => self.expect_teams(&t.alert, t.status).await,
+        }
+    }
+
+    async fn chaos(&self, action: &Chaos) -> Result<String> {
+        let r = self.running;
+        Ok(match action {
+            Chaos::Container(a, s) => {
+                match a {
+                    ContainerAction::Stop => r.stop(s).await?,
+                    ContainerAction::Start => r.start(s).await?,
+                    ContainerAction::Kill => r.kill(s).await?,
+                    ContainerAction::Pause => r.pause(s).await?,
+                    ContainerAction::Unpause => r.unpause(s).await?,
+                }
+                format!("{a:?} {s}").to_lowercase()
+            }
+            Chaos::FixtureSet(s, set) => {
+                let url = format!("{}/-/control", r.url(s)?);
+                let resp = reqwest::Client::new().put(url).json(set).send().await?;
+                if !resp.status().is_success() {
+                    return Err(anyhow!(
+                        "fixture {s} refused the control change: {}",
+                        resp.status()
+                    ));
+                }
+                format!("{s}: {}", serde_json::to_string(set)?)
+            }
+            Chaos::FixtureReset(s) => {
+                let url = format!("{}/-/control", r.url(s)?);
+                reqwest::Client::new()
+                    .delete(url)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                format!("{s}: back to its profile")
+            }
+        })
+    }
+
+    async fn expect_quiet(&self, d: Duration) -> Result<Outcome> {
+        let end = Instant::now() + d;
+        let mut pending = std::collections::BTreeSet::new();
+        while Instant::now() < end {
+            for a in self.prom.alerts().await? {
+                let name = a.labels.get("alertname").cloned().unwrap_or_default();
+                if a.state == "firing" {
+                    return Ok(Outcome::fail(format!(
+                        "expected no alert firing; {name}{} is firing",
+                        fmt_labels(&a.labels)
+                    )));
+                }
+                pending.insert(name);
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+        let note = if pending.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (pending, not firing: {})",
+                pending.into_iter().collect::<Vec<_>>().join(", ")
+            )
+        };
+        Ok(Outcome::pass(format!(
+            "nothing fired for {}{note}",
+            crate::util::secs(d)
+        )))
+    }
+
+    fn rule_timing(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<(crate::spec::prometheus::AlertRule, Timing)> {
+        let rule = self
+            .eff
+            .prometheus
+            .alert_rule(name)
+            .ok_or_else(|| anyhow!("no alerting rule {name}"))?;
+        let timing = Timing::for_alert(self.eff, &rule, labels);
+        Ok((rule, timing))
+    }
+
+    fn fault_time(&self) -> DateTime<Utc> {
+        self.last_change.unwrap_or(self.started)
+    }
+
+    async fn expect_alert(&mut self, a: &ExpectAlert) -> Result<Outcome> {
+        let (rule, timing) = self.rule_timing(&a.name, &a.labels)?;
+        let fault = self.fault_time();
+        let deadline = fault + timing.fire_bound();
+        let mut bd = Breakdown {
+            alert: a.name.clone(),
+            labels: a.labels.clone(),
+            fault_at: Some(fault),
+            timing: Some(timing.clone()),
+            ..Default::default()
+        };
+        let mut seen_other = None;
+        let mut was_pending = None;
+        let found = loop {
+            let alerts = self.prom.alerts().await?;
+            let mut hit = None;
+            for al in alerts
+                .iter()
+                .filter(|x| x.labels.get("alertname") == Some(&a.name))
+            {
+                if label_subset(&a.labels, &al.labels) {
+                    if al.state == "firing" {
+                        hit = Some(al.clone());
+                    } else {
+                        was_pending = al.active_at;
+                    }
+                } else {
+                    seen_other = Some(al.labels.clone());
+                }
+            }
+            if hit.is_some() || Utc::now() > deadline {
+                break hit;
+            }
+            tokio::time::sleep(self.poll).await;
+        };
+        let Some(alert) = found else {
+            let mut msg = format!(
+                "expected {}{} firing within {} of the fault ({}); ",
+                a.name,
+                fmt_labels(&a.labels),
+                crate::util::secs(timing.fire_bound()),
+                timing.explain_fire()
+            );
+            if let Some(since) = was_pending {
+                msg.push_str(&format!(
+                    "it was pending since {} but did not fire in time (for {})",
+                    since.format("%H:%M:%S%.3f"),
+                    crate::util::secs(timing.for_)
+                ));
+            } else if let Some(other) = seen_other {
+                msg.push_str(&format!("seen instead with labels {}", fmt_labels(&other)));
+            } else {
+                let now = self
+                    .prom
+                    .query(&rule.expr, Utc::now())
+                    .await
+                    .unwrap_or_default();
+                if now.is_empty() {
+                    msg.push_str(&format!("seen: no pending or firing alert, and the rule expression `{}` returns no series (wrong job, label or metric name?)", rule.expr));
+                } else {
+                    let ls: Vec<String> =
+                        now.iter().take(3).map(|s| fmt_labels(&s.metric)).collect();
+                    msg.push_str(&format!(
+                        "seen: no such alert; the expression returns {} series ({})",
+                        now.len(),
+                        ls.join(", ")
+                    ));
+                }
+            }
+            self.breakdowns.insert(a.name.clone(), bd);
+            return Ok(Outcome::fail(msg));
+        };
+        bd.pending_at = alert.active_at;
+        // Exact evaluation timestamps from the ALERTS series.
+        let now = Utc::now();
+        let window = (now - fault).to_std().unwrap_or_default() + 2 * timing.eval_interval;
+        let mut sel: BTreeMap<String, String> = a.labels.clone();
+        sel.insert("alertname".into(), a.name.clone());
+        sel.insert("alertstate".into(), "firing".into());
+        let selector = format!("ALERTS{}", fmt_selector(&sel));
+        bd.firing_at = self
+            .prom
+            .raw_samples(&selector, window, now)
+            .await?
+            .iter()
+            .flat_map(|s| s.values.iter().map(|(t, _)| *t))
+            .reduce(f64::min)
+            .map(observe::from_unix)
+            .or(Some(now));
+        bd.expr_true_at = self
+            .expr_true(
+                &rule.expr,
+                &a.labels,
+                fault,
+                bd.pending_at.unwrap_or(now),
+                &timing,
+            )
+            .await;
+        let mut problems = Vec::new();
+        if let Some(p) = bd.pending_at {
+            if p + timing.eval_interval < fault {
+                problems.push(format!("it was already active at {} , before the fault at {} (the baseline is not quiet)", p.format("%H:%M:%S%.3f"), fault.format("%H:%M:%S%.3f")));
+            }
+            if let Some(held) = between(Some(p), bd.firing_at) {
+                if held + Duration::from_millis(1) < timing.for_ {
+                    problems.push(format!(
+                        "it fired after {} pending, before its `for` of {} (premature)",
+                        crate::util::secs(held),
+                        crate::util::secs(timing.for_)
+                    ));
+                }
+            }
+        }
+        let took = between(Some(fault), bd.firing_at).unwrap_or_default();
+        if took > timing.fire_bound() {
+            problems.push(format!(
+                "it fired {} after the fault; the window was {} ({})",
+                crate::util::secs(took),
+                crate::util::secs(timing.fire_bound()),
+                timing.explain_fire()
+            ));
+        }
+        self.breakdowns.insert(a.name.clone(), bd);
+        Ok(if problems.is_empty() {
+            Outcome::pass(format!(
+                "{} firing {} after the fault (window {})",
+                a.name,
+                crate::util::secs(took),
+                crate::util::secs(timing.fire_bound())
+            ))
+        } else {
+            Outcome::fail(problems.join("; "))
+        })
+    }
+
+    /// When the rule expression first returned a matching series, at scrape resolution.
+    async fn expr_true(
+        &self,
+        expr: &str,
+        labels: &BTreeMap<String, String>,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        t: &Timing,
+    ) -> Option<DateTime<Utc>> {
+        let step = (t.scrape_interval / 4).max(Duration::from_millis(100));
+        let to = to.max(from + chrono::Duration::milliseconds(1));
+        let series = self.prom.query_range(expr, from, to, step).await.ok()?;
+        series
+            .iter()
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|(k, v)| s.metric.get(k).is_none_or(|x| x == v))
+            })
+            .filter_map(|s| s.values.first().map(|(ts, _)| *ts))
+            .reduce(f64::min)
+            .map(observe::from_unix)
+    }
+
+    async fn expect_resolved(&mut self, a: &ExpectAlert) -> Result<Outcome> {
+        let (_, timing) = self.rule_timing(&a.name, &a.labels)?;
+        let undo = self.fault_time();
+        let deadline = undo + timing.resolve_bound();
+        let gone = loop {
+            let still = self.prom.alerts().await?.into_iter().any(|x| {
+                x.labels.get("alertname") == Some(&a.name) && label_subset(&a.labels, &x.labels)
+            });
+            if !still {
+                break Some(Utc::now());
+            }
+            if Utc::now() > deadline {
+                break None;
+            }
+            tokio::time::sleep(self.poll).await;
+        };
+        let bd = self
+            .breakdowns
+            .entry(a.name.clone())
+            .or_insert_with(|| Breakdown {
+                alert: a.name.clone(),
+                labels: a.labels.clone(),
+                timing: Some(timing.clone()),
+                ..Default::default()
+            });
+        bd.undo_at = Some(undo);
+        bd.resolved_at = gone;
+        Ok(match gone {
+            Some(t) => Outcome::pass(format!(
+                "{} resolved {} after the undo (window {})",
+                a.name,
+                crate::util::secs(between(Some(undo), Some(t)).unwrap_or_default()),
+                crate::util::secs(timing.resolve_bound())
+            )),
+            None => Outcome::fail(format!(
+                "expected {}{} resolved within {} of the undo; it is still active",
+                a.name,
+                fmt_labels(&a.labels),
+                crate::util::secs(timing.resolve_bound())
+            )),
+        })
+    }
+
+    async fn expect_teams(&mut self, alert: &str, status: TeamsStatus) -> Result<Outcome> {
+        let teams = self
+            .teams
+            .clone()
+            .ok_or_else(|| anyhow!("the stack has no Teams mock"))?;
+        let labels = self
+            .breakdowns
+            .get(alert)
+            .map(|b| b.labels.clone())
+            .unwrap_or_default();
+        let (_, timing) = self.rule_timing(alert, &labels)?;
+        let since = self.fault_time();
+        let (want, bound) = match status {
+            TeamsStatus::Firing => ("firing", timing.teams_bound()),
+            TeamsStatus::Resolved => ("resolved", timing.teams_resolved_bound()),
+        };
+        let deadline = since + bound;
+        let mut am_seen: Option<DateTime<Utc>> = None;
+        let card = loop {
+            if status == TeamsStatus::Firing && am_seen.is_none() {
+                if let Some(am) = &self.am {
+                    am_seen = am
+                        .alerts()
+                        .await
+                        .unwrap_or_default()
+                        .iter()
+                        .filter(|x| {
+                            x.labels.get("alertname").map(String::as_str) == Some(alert)
+                                && label_subset(&labels, &x.labels)
+                        })
+                        .map(|x| x.updated_at.min(Utc::now()))
+                        .min();
+                }
+            }
+            let ds = teams.deliveries().await?;
+            if let Some(d) = find_card(&ds, alert, want, since) {
+                break Ok(d.clone());
+            }
+            if Utc::now() > deadline {
+                break Err(ds);
+            }
+            tokio::time::sleep(self.poll).await;
+        };
+        let bd = self
+            .breakdowns
+            .entry(alert.to_string())
+            .or_insert_with(|| Breakdown {
+                alert: alert.into(),
+                timing: Some(timing.clone()),
+                ..Default::default()
+            });
+        match card {
+            Ok(d) => {
+                match status {
+                    TeamsStatus::Firing => {
+                        bd.teams_at = Some(d.received_at);
+                        bd.alertmanager_at = am_seen.filter(|t| *t <= d.received_at);
+                    }
+                    TeamsStatus::Resolved => bd.teams_resolved_at = Some(d.received_at),
+                }
+                let took = between(Some(since), Some(d.received_at)).unwrap_or_default();
+                Ok(Outcome::pass(format!(
+                    "{want} card for {alert} ({}) {} after the {} (window {})",
+                    d.format,
+                    crate::util::secs(took),
+                    if want == "firing" { "fault" } else { "undo" },
+                    crate::util::secs(bound)
+                )))
+            }
+            Err(ds) => {
+                let mut msg = format!(
+                    "expected a {want} Teams card for {alert} within {} of the {}",
+                    crate::util::secs(bound),
+                    if want == "firing" { "fault" } else { "undo" }
+                );
+                let rejected: Vec<String> = ds
+                    .iter()
+                    .filter(|d| d.received_at >= since && d.format == "rejected")
+                    .map(|d| {
+                        format!(
+                            "HTTP {} {}",
+                            d.http_status,
+                            d.error.clone().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                let cards: Vec<String> = ds
+                    .iter()
+                    .filter(|d| d.received_at >= since && d.format != "rejected")
+                    .map(|d| format!("{} {:?}", d.status, d.alertnames))
+                    .collect();
+                msg.push_str(&format!("; seen: {} card(s) {:?}", cards.len(), cards));
+                if !rejected.is_empty() {
+                    msg.push_str(&format!(
+                        "; the mock rejected {} post(s): {}",
+                        rejected.len(),
+                        rejected.first().cloned().unwrap_or_default()
+                    ));
+                }
+                if let Some(am) = &self.am {
+                    let failed = notification_failures(&am.metrics().await.unwrap_or_default());
+                    if !failed.is_empty() {
+                        msg.push_str(&format!(
+                            "; Alertmanager reports failed notifications: {}",
+                            failed.join(", ")
+                        ));
+                    }
+                    if status == TeamsStatus::Firing && am_seen.is_none() {
+                        msg.push_str("; the alert never reached Alertmanager");
+                    }
+                }
+                if let Some(r) = &timing.receiver {
+                    msg.push_str(&format!("; route → receiver `{r}`"));
+                }
+                Ok(Outcome::fail(msg))
+            }
+        }
+    }
+
+    async fn finish_loads(&mut self, report: &mut DrillReport) {
+        for l in self.loads.drain(..) {
+            l.interrupt();
+            let plan = l.plan.clone();
+            let summary = l.finish().await.unwrap_or_else(|e| {
+                tracing::warn!("load on {}{}: {e:#}", plan.url, plan.path);
+                LoadSummary::default()
+            });
+            report.loads.push((plan.path, summary));
+        }
+    }
+}
+
+fn fmt_selector(l: &BTreeMap<String, String>) -> String {
+    let v: Vec<String> = l
+        .iter()
+        .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
+        .collect();
+    format!("{{{}}}", v.join(","))
+}
+
+/// `alertmanager_notifications_failed_total` series above zero, as evidence.
+pub fn notification_failures(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("alertmanager_notifications_failed_total{")
+                || l.starts_with("alertmanager_notification_requests_failed_total{")
+        })
+        .filter(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or(0.0)
+                > 0.0
+        })
+        .map(str::to_string)
+        .collect()
+}

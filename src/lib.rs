@@ -1,0 +1,34 @@
+//! firedrill: a fire drill for a monitoring stack.
+//!
+//! The pipeline, one module each:
+//! [`spec`] (YAML in, located errors) → [`images`] → [`stack`] (containers,
+//! readiness, teardown) → [`drill`] with [`load`] and chaos → [`observe`]
+//! (Prometheus, Alertmanager, the Teams mock) → [`verify`] (the timing
+//! model) → [`report`]. [`fixture`] holds the synthetic services the binary
+//! also serves. The CLI ([`dispatch`]) is a thin layer over this library, so
+//! a drill can run from a user's own `cargo test`:
+//!
+//! ```no_run
+//! # async fn t() -> anyhow::Result<()> {
+//! let report = firedrill::drill::run(
+//!     std::path::Path::new("scenarios/backend-down.yaml"),
+//!     &firedrill::drill::Options::default(),
+//! ).await?;
+//! assert!(report.passed(), "{}", report.render());
+//! # Ok(()) }
+//! ```
+
+pub mod dispatch;
+pub mod docker;
+pub mod drill;
+pub mod error;
+pub mod fixture;
+pub mod images;
+pub mod load;
+pub mod observe;
+pub mod promql;
+pub mod report;
+pub mod spec;
+pub mod stack;
+pub mod util;
+pub mod verify;

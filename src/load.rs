@@ -1,0 +1,173 @@
+//! HTTP load with goose, bounded in rate, count and time. A drill runs it
+//! as a child process (`firedrill load`): goose installs its own Ctrl-C
+//! handler and logger, which must not replace the drill's (Ctrl-C there
+//! tears the stack down).
+
+use anyhow::{anyhow, bail, Context, Result};
+use goose::config::GooseConfiguration;
+use goose::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Upper bounds, whatever a scenario asks: every load loop ends.
+pub const MAX_RATE: f64 = 2000.0;
+pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LoadPlan {
+    pub url: String,
+    pub path: String,
+    /// Requests per second.
+    pub rate: f64,
+    pub duration: Duration,
+}
+
+/// What the client saw.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LoadSummary {
+    pub requests: usize,
+    pub failures: usize,
+    pub status_codes: BTreeMap<u16, usize>,
+    pub p50_ms: f64,
+    pub p95_ms: f64,
+    pub p99_ms: f64,
+    pub seconds: usize,
+}
+
+impl LoadPlan {
+    fn check(&self) -> Result<()> {
+        if !(self.rate > 0.0 && self.rate <= MAX_RATE) {
+            bail!("load rate {} is outside (0, {MAX_RATE}]/s", self.rate);
+        }
+        if self.duration > MAX_DURATION {
+            bail!(
+                "load duration {:?} is above {MAX_DURATION:?}",
+                self.duration
+            );
+        }
+        let host = self
+            .url
+            .split("://")
+            .nth(1)
+            .unwrap_or("")
+            .split([':', '/'])
+            .next()
+            .unwrap_or("");
+        // Traffic goes to this machine only (the stack's published ports).
+        if !(host == "localhost" || host.starts_with("127.") || host == "[::1]") {
+            bail!("load goes to 127.0.0.1 only, not {}", self.url);
+        }
+        Ok(())
+    }
+}
+
+/// Runs the load in this process with goose (the `firedrill load` command).
+pub async fn run_goose(plan: &LoadPlan) -> Result<LoadSummary> {
+    plan.check()?;
+    let mut cfg = GooseConfiguration::default();
+    cfg.host = Some(plan.url.clone());
+    let users = (plan.rate.ceil() as usize).clamp(1, 64);
+    cfg.users = Some(users);
+    cfg.increase_rate = Some(users.to_string());
+    cfg.run_time = Some(plan.duration.as_secs().max(1).to_string());
+    cfg.throttle_requests = Some(plan.rate.ceil().max(1.0) as usize);
+    cfg.no_print_metrics = true;
+    cfg.no_error_summary = true;
+    cfg.quiet = 1;
+    cfg.no_telnet = true;
+    cfg.no_websocket = true;
+    cfg.timeout = Some("10".into());
+    let path: Arc<str> = plan.path.clone().into();
+    let name = format!("GET {}", plan.path);
+    let tx_path = path.clone();
+    let tx = Transaction::new(Arc::new(move |user: &mut GooseUser| {
+        let p = tx_path.clone();
+        Box::pin(async move {
+            // A failed request is data (counted), not a reason to stop.
+            let _ = user.get(&p).await;
+            Ok(())
+        })
+    }))
+    .set_name(&name);
+    let metrics = GooseAttack::initialize_with_config(cfg)?
+        .register_scenario(scenario!("drill").register_transaction(tx))
+        .execute()
+        .await
+        .map_err(|e| anyhow!("goose: {e}"))?;
+    let mut s = LoadSummary {
+        seconds: metrics.duration,
+        ..Default::default()
+    };
+    for agg in metrics.requests.values() {
+        s.requests += agg.success_count + agg.fail_count;
+        s.failures += agg.fail_count;
+        for (code, n) in &agg.status_code_counts {
+            *s.status_codes.entry(*code).or_default() += n;
+        }
+        s.p50_ms = agg.raw_data.percentile_us(0.50) as f64 / 1000.0;
+        s.p95_ms = agg.raw_data.percentile_us(0.95) as f64 / 1000.0;
+        s.p99_ms = agg.raw_data.percentile_us(0.99) as f64 / 1000.0;
+    }
+    Ok(s)
+}
+
+/// A load running in a child process; killed when dropped.
+pub struct Background {
+    child: tokio::process::Child,
+    pub plan: LoadPlan,
+}
+
+impl Background {
+    pub fn start(plan: LoadPlan) -> Result<Background> {
+        plan.check()?;
+        let bin = crate::images::firedrill_binary()?;
+        let dir = std::env::temp_dir().join("firedrill-load");
+        std::fs::create_dir_all(&dir)?;
+        let child = tokio::process::Command::new(bin)
+            .arg("load")
+            .arg("--plan")
+            .arg(serde_json::to_string(&plan)?)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the load process")?;
+        Ok(Background { child, plan })
+    }
+
+    /// Asks the load to stop now (goose stops on SIGINT and reports).
+    pub fn interrupt(&self) {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: kill(2) on our own child's pid; no memory is touched.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGINT);
+            }
+        }
+    }
+
+    /// Waits for the load to end (bounded by its duration plus a margin).
+    pub async fn finish(self) -> Result<LoadSummary> {
+        let limit = self.plan.duration + Duration::from_secs(30);
+        let out = tokio::time::timeout(limit, self.child.wait_with_output())
+            .await
+            .map_err(|_| anyhow!("the load process outlived its duration"))??;
+        if !out.status.success() {
+            bail!(
+                "the load process failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        let text = String::from_utf8_lossy(&out.stdout);
+        let last = text
+            .lines()
+            .rev()
+            .find(|l| l.starts_with('{'))
+            .unwrap_or("{}");
+        Ok(serde_json::from_str(last)?)
+    }
+}

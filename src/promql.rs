@@ -1,0 +1,115 @@
+//! PromQL helpers over promql-parser's AST: time-scaling an expression
+//! (range selectors, subquery ranges and steps, offsets), and reading the
+//! widest range window of an expression for the timing model.
+
+use promql_parser::parser::{self, Expr, Offset};
+use std::time::Duration;
+
+fn scale(d: &mut Duration, f: f64) {
+    let ms = (d.as_secs_f64() * 1000.0 * f).round().max(1.0);
+    *d = Duration::from_millis(ms as u64);
+}
+
+fn scale_offset(o: &mut Option<Offset>, f: f64) {
+    match o {
+        Some(Offset::Pos(d)) | Some(Offset::Neg(d)) => scale(d, f),
+        None => {}
+    }
+}
+
+fn walk_mut(e: &mut Expr, visit: &mut dyn FnMut(&mut Expr)) {
+    visit(e);
+    match e {
+        Expr::Aggregate(a) => {
+            walk_mut(&mut a.expr, visit);
+            if let Some(p) = a.param.as_mut() {
+                walk_mut(p, visit);
+            }
+        }
+        Expr::Unary(u) => walk_mut(&mut u.expr, visit),
+        Expr::Binary(b) => {
+            walk_mut(&mut b.lhs, visit);
+            walk_mut(&mut b.rhs, visit);
+        }
+        Expr::Paren(p) => walk_mut(&mut p.expr, visit),
+        Expr::Subquery(s) => walk_mut(&mut s.expr, visit),
+        Expr::Call(c) => {
+            for a in c.args.args.iter_mut() {
+                walk_mut(a, visit);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Multiplies every duration inside `expr` by `factor` and prints it back.
+pub fn scale_expr(expr: &str, factor: f64) -> Result<String, String> {
+    let mut ast = parser::parse(expr)?;
+    if (factor - 1.0).abs() < f64::EPSILON {
+        return Ok(expr.to_string());
+    }
+    walk_mut(&mut ast, &mut |e| match e {
+        Expr::MatrixSelector(m) => {
+            scale(&mut m.range, factor);
+            scale_offset(&mut m.vs.offset, factor);
+        }
+        Expr::VectorSelector(v) => scale_offset(&mut v.offset, factor),
+        Expr::Subquery(s) => {
+            scale(&mut s.range, factor);
+            if let Some(step) = s.step.as_mut() {
+                scale(step, factor);
+            }
+            scale_offset(&mut s.offset, factor);
+        }
+        _ => {}
+    });
+    Ok(ast.to_string())
+}
+
+/// The widest range window (range selector, subquery range) in `expr`, plus
+/// offsets: how far back a change can take to show in the result.
+pub fn max_lookback(expr: &str) -> Result<Duration, String> {
+    let mut ast = parser::parse(expr)?;
+    let mut max = Duration::ZERO;
+    walk_mut(&mut ast, &mut |e| {
+        let (range, off) = match e {
+            Expr::MatrixSelector(m) => (m.range, m.vs.offset.clone()),
+            Expr::Subquery(s) => (s.range, s.offset.clone()),
+            Expr::VectorSelector(v) => (Duration::ZERO, v.offset.clone()),
+            _ => return,
+        };
+        let off = match off {
+            Some(Offset::Pos(d)) => d,
+            _ => Duration::ZERO,
+        };
+        max = max.max(range + off);
+    });
+    Ok(max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scales_ranges_subqueries_offsets() {
+        let e = scale_expr(
+            "max_over_time(rate(x[5m])[15m:30s]) > 1 and y offset 1h",
+            0.1,
+        )
+        .unwrap();
+        assert_eq!(
+            e,
+            "max_over_time(rate(x[30s])[1m30s:3s]) > 1 and y offset 6m"
+        );
+        let e = scale_expr("rate(x[15s])", 0.1).unwrap();
+        assert_eq!(e, "rate(x[1s500ms])");
+    }
+
+    #[test]
+    fn lookback() {
+        let e = "sum(rate(a[5m])) / sum(rate(b[1m] offset 10m))";
+        assert_eq!(max_lookback(e).unwrap(), Duration::from_secs(660));
+        assert_eq!(max_lookback("up == 0").unwrap(), Duration::ZERO);
+    }
+}

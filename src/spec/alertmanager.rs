@@ -1,0 +1,343 @@
+//! alertmanager.yml: the routing tree and receivers, and route matching as
+//! `amtool config routes test` answers it, so that a drill knows which
+//! receiver and which `group_wait`/`group_interval` apply to an alert.
+
+use super::source::Source;
+use super::Dur;
+use crate::error::SpecError;
+use regex::Regex;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Alertmanager's route defaults (config/config.go).
+pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Route {
+    pub receiver: Option<String>,
+    #[serde(default)]
+    pub group_by: Vec<String>,
+    pub group_wait: Option<Dur>,
+    pub group_interval: Option<Dur>,
+    pub repeat_interval: Option<Dur>,
+    #[serde(default)]
+    pub matchers: Vec<String>,
+    #[serde(default, rename = "match")]
+    pub match_: BTreeMap<String, String>,
+    #[serde(default)]
+    pub match_re: BTreeMap<String, String>,
+    #[serde(default, rename = "continue")]
+    pub continue_: bool,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Receiver {
+    pub name: String,
+    #[serde(default)]
+    pub msteams_configs: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub msteamsv2_configs: Vec<serde_yaml_ng::Value>,
+    #[serde(default)]
+    pub webhook_configs: Vec<serde_yaml_ng::Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AmConfig {
+    pub route: Route,
+    #[serde(default)]
+    pub receivers: Vec<Receiver>,
+}
+
+/// The timing of the route an alert lands on (inherited values applied).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteTiming {
+    pub receiver: String,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Alertmanager {
+    pub source: Source,
+    pub config: AmConfig,
+}
+
+/// One label matcher: `name="v"`, `name=~"re"`, `name!="v"`, `name!~"re"`.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    pub name: String,
+    op: Op,
+    value: String,
+    re: Option<Regex>,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Eq,
+    Ne,
+    Re,
+    Nre,
+}
+
+impl Matcher {
+    pub fn parse(s: &str) -> Result<Matcher, String> {
+        let s = s
+            .trim()
+            .trim_start_matches('{')
+            .trim_end_matches('}')
+            .trim();
+        let idx = s
+            .find(['=', '!'])
+            .ok_or_else(|| format!("bad matcher `{s}`: expected name=value"))?;
+        let name = s[..idx].trim().to_string();
+        let rest = &s[idx..];
+        let (op, val) = if let Some(v) = rest.strip_prefix("=~") {
+            (Op::Re, v)
+        } else if let Some(v) = rest.strip_prefix("!~") {
+            (Op::Nre, v)
+        } else if let Some(v) = rest.strip_prefix("!=") {
+            (Op::Ne, v)
+        } else if let Some(v) = rest.strip_prefix('=') {
+            (Op::Eq, v)
+        } else {
+            return Err(format!("bad matcher `{s}`"));
+        };
+        if name.is_empty() {
+            return Err(format!("bad matcher `{s}`: empty label name"));
+        }
+        let val = val.trim();
+        let value = if val.len() >= 2 && val.starts_with('"') && val.ends_with('"') {
+            serde_json::from_str::<String>(val).map_err(|e| format!("bad matcher `{s}`: {e}"))?
+        } else {
+            val.to_string()
+        };
+        Self::new(name, op, value)
+    }
+
+    fn new(name: String, op: Op, value: String) -> Result<Matcher, String> {
+        let re = match op {
+            // Alertmanager anchors regex matchers.
+            Op::Re | Op::Nre => Some(
+                Regex::new(&format!("^(?:{value})$"))
+                    .map_err(|e| format!("bad regex `{value}`: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(Matcher {
+            name,
+            op,
+            value,
+            re,
+        })
+    }
+
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
+        match self.op {
+            Op::Eq => v == self.value,
+            Op::Ne => v != self.value,
+            Op::Re => self.re.as_ref().is_some_and(|r| r.is_match(v)),
+            Op::Nre => !self.re.as_ref().is_some_and(|r| r.is_match(v)),
+        }
+    }
+}
+
+impl Route {
+    fn all_matchers(&self) -> Result<Vec<Matcher>, String> {
+        let mut out = Vec::new();
+        for m in &self.matchers {
+            out.push(Matcher::parse(m)?);
+        }
+        for (k, v) in &self.match_ {
+            out.push(Matcher::new(k.clone(), Op::Eq, v.clone())?);
+        }
+        for (k, v) in &self.match_re {
+            out.push(Matcher::new(k.clone(), Op::Re, v.clone())?);
+        }
+        Ok(out)
+    }
+}
+
+impl Alertmanager {
+    pub fn load(path: &Path) -> Result<Alertmanager, SpecError> {
+        Self::from_source(Source::read(path)?)
+    }
+
+    pub fn from_source(source: Source) -> Result<Alertmanager, SpecError> {
+        let config: AmConfig = source.parse()?;
+        if config.route.receiver.is_none() {
+            return Err(source.error("route", "the root route needs a `receiver`"));
+        }
+        validate_route(&source, &config.route, "route", &config.receivers)?;
+        Ok(Alertmanager { source, config })
+    }
+
+    /// The routes an alert with `labels` is delivered through, in order.
+    pub fn routes_for(&self, labels: &BTreeMap<String, String>) -> Vec<RouteTiming> {
+        let root = &self.config.route;
+        let base = RouteTiming {
+            receiver: root.receiver.clone().unwrap_or_default(),
+            group_wait: root.group_wait.map(|d| d.0).unwrap_or(DEFAULT_GROUP_WAIT),
+            group_interval: root
+                .group_interval
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_GROUP_INTERVAL),
+            repeat_interval: root
+                .repeat_interval
+                .map(|d| d.0)
+                .unwrap_or(DEFAULT_REPEAT_INTERVAL),
+        };
+        let mut out = Vec::new();
+        match_children(root, &base, labels, &mut out);
+        if out.is_empty() {
+            out.push(base);
+        }
+        out
+    }
+
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.config.receivers.iter().find(|r| r.name == name)
+    }
+}
+
+fn inherit(route: &Route, parent: &RouteTiming) -> RouteTiming {
+    RouteTiming {
+        receiver: route
+            .receiver
+            .clone()
+            .unwrap_or_else(|| parent.receiver.clone()),
+        group_wait: route.group_wait.map(|d| d.0).unwrap_or(parent.group_wait),
+        group_interval: route
+            .group_interval
+            .map(|d| d.0)
+            .unwrap_or(parent.group_interval),
+        repeat_interval: route
+            .repeat_interval
+            .map(|d| d.0)
+            .unwrap_or(parent.repeat_interval),
+    }
+}
+
+/// Depth-first as Alertmanager's dispatcher: the first matching child wins
+/// unless it sets `continue`; a node with no matching child is the match.
+fn match_children(
+    route: &Route,
+    timing: &RouteTiming,
+    labels: &BTreeMap<String, String>,
+    out: &mut Vec<RouteTiming>,
+) {
+    for child in &route.routes {
+        let ms = child.all_matchers().unwrap_or_default();
+        if ms.iter().all(|m| m.matches(labels)) {
+            let t = inherit(child, timing);
+            let before = out.len();
+            match_children(child, &t, labels, out);
+            if out.len() == before {
+                out.push(t);
+            }
+            if !child.continue_ {
+                return;
+            }
+        }
+    }
+}
+
+fn validate_route(
+    source: &Source,
+    route: &Route,
+    at: &str,
+    receivers: &[Receiver],
+) -> Result<(), SpecError> {
+    if let Some(r) = &route.receiver {
+        if !receivers.iter().any(|x| &x.name == r) {
+            let names: Vec<_> = receivers.iter().map(|r| r.name.as_str()).collect();
+            return Err(source.error(
+                &format!("{at}.receiver"),
+                format!(
+                    "route names receiver `{r}`, which is not defined (receivers: {})",
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
+    if let Err(e) = route.all_matchers() {
+        return Err(source.error(&format!("{at}.matchers"), e));
+    }
+    for (i, child) in route.routes.iter().enumerate() {
+        validate_route(source, child, &format!("{at}.routes.{i}"), receivers)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn am(text: &str) -> Alertmanager {
+        Alertmanager::from_source(Source::from_text(Path::new("am.yml"), text.into())).unwrap()
+    }
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const CFG: &str = r#"
+route:
+  receiver: default
+  group_wait: 10s
+  routes:
+    - matchers: ['severity="critical"']
+      receiver: teams-critical
+      group_wait: 5s
+    - match_re: {service: "back.*"}
+      receiver: teams
+      continue: true
+    - receiver: catchall
+receivers:
+  - name: default
+  - name: teams-critical
+  - name: teams
+  - name: catchall
+"#;
+
+    #[test]
+    fn routing_like_amtool() {
+        let a = am(CFG);
+        let r = a.routes_for(&labels(&[("severity", "critical")]));
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].receiver, "teams-critical");
+        assert_eq!(r[0].group_wait, Duration::from_secs(5));
+        assert_eq!(r[0].group_interval, DEFAULT_GROUP_INTERVAL);
+        let r = a.routes_for(&labels(&[("service", "backend")]));
+        let names: Vec<_> = r.iter().map(|r| r.receiver.as_str()).collect();
+        assert_eq!(names, ["teams", "catchall"]);
+        assert_eq!(r[0].group_wait, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn unknown_receiver_is_located() {
+        let text = "route:\n  receiver: nope\nreceivers:\n  - name: teams\n";
+        let e = Alertmanager::from_source(Source::from_text(Path::new("am.yml"), text.into()))
+            .unwrap_err();
+        assert_eq!((e.line, e.col), (2, 13));
+        assert!(e.message.contains("receiver `nope`"));
+    }
+
+    #[test]
+    fn matchers_parse() {
+        let m = Matcher::parse(r#"job=~"back.*""#).unwrap();
+        assert!(m.matches(&labels(&[("job", "backend")])));
+        assert!(!m.matches(&labels(&[("job", "xbackend")])));
+        assert!(Matcher::parse("novalue").is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! The input side of the pipeline: serde models of the stack file, scenarios,
+//! fixture profiles and the Prometheus/Alertmanager configs they point to,
+//! with validation that names file, line and column.
+
+pub mod alertmanager;
+pub mod fixture;
+pub mod prometheus;
+pub mod scenario;
+pub mod source;
+pub mod stack;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+use std::time::Duration;
+
+/// A duration written the Prometheus way (`90s`, `1m30s`, `5m`, `250ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Dur(pub Duration);
+
+impl Dur {
+    pub fn parse(s: &str) -> Result<Dur, String> {
+        promql_parser::util::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| {
+                format!("malformed duration `{s}` ({e}); write it like 30s, 1m30s, 5m or 250ms")
+            })
+    }
+    pub fn secs_f64(self) -> f64 {
+        self.0.as_secs_f64()
+    }
+    /// Multiplies by `factor`, rounded to the millisecond (Prometheus' resolution).
+    pub fn scaled(self, factor: f64) -> Dur {
+        let ms = (self.0.as_secs_f64() * 1000.0 * factor).round().max(1.0);
+        Dur(Duration::from_millis(ms as u64))
+    }
+}
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_zero() {
+            return f.write_str("0s");
+        }
+        f.write_str(&promql_parser::util::display_duration(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.trim() == "0" || s.trim() == "0s" {
+            return Ok(Dur(Duration::ZERO));
+        }
+        Dur::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+/// An arrival rate such as `20/s`, `600/m` or a bare number (per second).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rate(pub f64);
+
+impl<'de> Deserialize<'de> for Rate {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Rate, D::Error> {
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        let s = match &v {
+            serde_yaml_ng::Value::Number(n) => n.to_string(),
+            serde_yaml_ng::Value::String(s) => s.clone(),
+            _ => {
+                return Err(serde::de::Error::custom(
+                    "a rate is written like 20/s or 600/m",
+                ))
+            }
+        };
+        parse_rate(&s).map(Rate).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    let (num, per) = match s.split_once('/') {
+        Some((n, u)) => (n.trim(), u.trim()),
+        None => (s.trim(), "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("malformed rate `{s}`: write it like 20/s or 600/m"))?;
+    let secs = match per {
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("malformed rate `{s}`: the unit is /s, /m or /h")),
+    };
+    if !(n > 0.0 && n.is_finite()) {
+        return Err(format!("rate `{s}` must be positive"));
+    }
+    Ok(n / secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_trip() {
+        assert_eq!(Dur::parse("1m30s").unwrap().0, Duration::from_secs(90));
+        assert_eq!(Dur::parse("5m").unwrap().scaled(0.1).to_string(), "30s");
+        assert_eq!(
+            Dur::parse("15s").unwrap().scaled(0.1).to_string(),
+            "1s500ms"
+        );
+        assert!(Dur::parse("5x")
+            .unwrap_err()
+            .contains("malformed duration `5x`"));
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("20/s").unwrap(), 20.0);
+        assert_eq!(parse_rate("600/m").unwrap(), 10.0);
+        assert!(parse_rate("fast").is_err());
+        assert!(parse_rate("0/s").is_err());
+    }
+}

@@ -1,0 +1,321 @@
+//! prometheus.yml and its rule files: the typed view firedrill needs (global
+//! intervals, jobs, rule groups), each rule expression parsed with
+//! promql-parser, and errors located in the user's files.
+
+use super::source::Source;
+use super::Dur;
+use crate::error::{SpecError, SpecErrors};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Prometheus' own defaults (config/config.go).
+pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Global {
+    pub scrape_interval: Option<Dur>,
+    pub scrape_timeout: Option<Dur>,
+    pub evaluation_interval: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct StaticConfig {
+    #[serde(default)]
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Option<Dur>,
+    pub scrape_timeout: Option<Dur>,
+    #[serde(default)]
+    pub metrics_path: Option<String>,
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct AlertmanagerSet {
+    #[serde(default)]
+    pub static_configs: Vec<StaticConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct Alerting {
+    #[serde(default)]
+    pub alertmanagers: Vec<AlertmanagerSet>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PromConfig {
+    #[serde(default)]
+    pub global: Global,
+    #[serde(default)]
+    pub rule_files: Vec<String>,
+    #[serde(default)]
+    pub scrape_configs: Vec<ScrapeConfig>,
+    #[serde(default)]
+    pub alerting: Alerting,
+}
+
+impl PromConfig {
+    pub fn scrape_interval(&self) -> Duration {
+        self.global
+            .scrape_interval
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_SCRAPE_INTERVAL)
+    }
+    pub fn scrape_timeout(&self) -> Duration {
+        self.global
+            .scrape_timeout
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
+            .min(self.scrape_interval())
+    }
+    pub fn evaluation_interval(&self) -> Duration {
+        self.global
+            .evaluation_interval
+            .map(|d| d.0)
+            .unwrap_or(DEFAULT_EVALUATION_INTERVAL)
+    }
+    /// (interval, timeout) of a job, with the global defaults applied as Prometheus does.
+    pub fn job_timing(&self, job: &str) -> (Duration, Duration) {
+        let sc = self.scrape_configs.iter().find(|s| s.job_name == job);
+        let interval = sc
+            .and_then(|s| s.scrape_interval)
+            .map(|d| d.0)
+            .unwrap_or_else(|| self.scrape_interval());
+        let timeout = sc
+            .and_then(|s| s.scrape_timeout)
+            .map(|d| d.0)
+            .unwrap_or_else(|| self.scrape_timeout())
+            .min(interval);
+        (interval, timeout)
+    }
+    /// The slowest scrape of any job: the conservative bound when a rule's job is unknown.
+    pub fn slowest_scrape(&self) -> (Duration, Duration) {
+        self.scrape_configs
+            .iter()
+            .map(|s| self.job_timing(&s.job_name))
+            .max()
+            .unwrap_or((self.scrape_interval(), self.scrape_timeout()))
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    pub alert: Option<String>,
+    pub record: Option<String>,
+    pub expr: String,
+    #[serde(rename = "for")]
+    pub for_: Option<Dur>,
+    pub keep_firing_for: Option<Dur>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleGroup {
+    pub name: String,
+    pub interval: Option<Dur>,
+    #[serde(default)]
+    pub limit: Option<u64>,
+    #[serde(default)]
+    pub query_offset: Option<Dur>,
+    #[serde(default)]
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleFileDoc {
+    #[serde(default)]
+    pub groups: Vec<RuleGroup>,
+}
+
+/// One rule file as loaded: where it sits relative to prometheus.yml's folder
+/// (which is also where it goes in the container).
+#[derive(Debug, Clone)]
+pub struct RuleFile {
+    pub rel: PathBuf,
+    pub source: Source,
+    pub doc: RuleFileDoc,
+}
+
+/// An alerting rule with everything the timing model needs.
+#[derive(Debug, Clone)]
+pub struct AlertRule {
+    pub name: String,
+    pub expr: String,
+    pub for_: Duration,
+    pub keep_firing_for: Duration,
+    pub labels: BTreeMap<String, String>,
+    pub eval_interval: Duration,
+    pub file: PathBuf,
+}
+
+/// prometheus.yml and every rule file it names, all parsed and validated.
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    pub source: Source,
+    pub config: PromConfig,
+    pub rule_files: Vec<RuleFile>,
+}
+
+impl Prometheus {
+    pub fn load(path: &Path) -> Result<Prometheus, SpecErrors> {
+        let source = Source::read(path).map_err(one)?;
+        Self::from_source(source, |rel| std::fs::read_to_string(rel))
+    }
+
+    /// Loads from a prometheus.yml source; rule files are read relative to it.
+    pub fn from_source(
+        source: Source,
+        read: impl Fn(&Path) -> std::io::Result<String>,
+    ) -> Result<Prometheus, SpecErrors> {
+        let config: PromConfig = source.parse().map_err(one)?;
+        let mut errors = Vec::new();
+        let mut rule_files = Vec::new();
+        let dir = source.path.parent().unwrap_or(Path::new(".")).to_path_buf();
+        for (i, pattern) in config.rule_files.iter().enumerate() {
+            let at = format!("rule_files.{i}");
+            let full = dir.join(pattern);
+            let matches: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
+                Ok(paths) => paths.filter_map(Result::ok).collect(),
+                Err(e) => {
+                    errors.push(source.error(&at, format!("bad glob `{pattern}`: {e}")));
+                    continue;
+                }
+            };
+            if matches.is_empty() {
+                // promtool passes silently here; a drill with no rules proves nothing.
+                errors.push(source.error(
+                    &at,
+                    format!("rule_files pattern `{pattern}` matches no file"),
+                ));
+                continue;
+            }
+            for file in matches {
+                let rel = file.strip_prefix(&dir).unwrap_or(&file).to_path_buf();
+                match read(&file) {
+                    Ok(text) => match load_rule_file(Source::from_text(&file, text), rel) {
+                        Ok(rf) => rule_files.push(rf),
+                        Err(mut e) => errors.append(&mut e.errors),
+                    },
+                    Err(e) => errors
+                        .push(source.error(&at, format!("cannot read {}: {e}", file.display()))),
+                }
+            }
+        }
+        check_duplicate_alerts(&rule_files, &mut errors);
+        SpecErrors { errors }.into_result()?;
+        Ok(Prometheus {
+            source,
+            config,
+            rule_files,
+        })
+    }
+
+    pub fn alert_rules(&self) -> Vec<AlertRule> {
+        let mut out = Vec::new();
+        for rf in &self.rule_files {
+            for g in &rf.doc.groups {
+                let eval = g
+                    .interval
+                    .map(|d| d.0)
+                    .unwrap_or_else(|| self.config.evaluation_interval());
+                for r in &g.rules {
+                    if let Some(name) = &r.alert {
+                        out.push(AlertRule {
+                            name: name.clone(),
+                            expr: r.expr.clone(),
+                            for_: r.for_.map(|d| d.0).unwrap_or_default(),
+                            keep_firing_for: r.keep_firing_for.map(|d| d.0).unwrap_or_default(),
+                            labels: r.labels.clone(),
+                            eval_interval: eval,
+                            file: rf.source.path.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub fn alert_rule(&self, name: &str) -> Option<AlertRule> {
+        self.alert_rules().into_iter().find(|r| r.name == name)
+    }
+}
+
+fn one(e: SpecError) -> SpecErrors {
+    SpecErrors { errors: vec![e] }
+}
+
+pub fn load_rule_file(source: Source, rel: PathBuf) -> Result<RuleFile, SpecErrors> {
+    let doc: RuleFileDoc = source.parse().map_err(one)?;
+    let mut errors = Vec::new();
+    for (gi, g) in doc.groups.iter().enumerate() {
+        for (ri, r) in g.rules.iter().enumerate() {
+            let at = format!("groups.{gi}.rules.{ri}");
+            match (&r.alert, &r.record) {
+                (Some(_), Some(_)) => errors
+                    .push(source.error(&at, "a rule has either `alert` or `record`, not both")),
+                (None, None) => errors.push(source.error(&at, "a rule needs `alert` or `record`")),
+                (None, Some(_)) if r.for_.is_some() => {
+                    errors.push(source.error(&format!("{at}.for"), "a recording rule has no `for`"))
+                }
+                _ => {}
+            }
+            if let Err(e) = promql_parser::parser::parse(&r.expr) {
+                errors.push(source.error(&format!("{at}.expr"), format!("invalid PromQL: {e}")));
+            }
+        }
+    }
+    SpecErrors { errors }.into_result()?;
+    Ok(RuleFile { rel, source, doc })
+}
+
+fn check_duplicate_alerts(files: &[RuleFile], errors: &mut Vec<SpecError>) {
+    // Same alert name in two groups is legal in Prometheus, but a drill could
+    // not tell them apart; same name within one group is what promtool rejects.
+    for rf in files {
+        for (gi, g) in rf.doc.groups.iter().enumerate() {
+            let mut seen = std::collections::HashSet::new();
+            for (ri, r) in g.rules.iter().enumerate() {
+                let name = r.alert.as_ref().or(r.record.as_ref());
+                if let Some(n) = name {
+                    let key = (n.clone(), r.labels.clone());
+                    if !seen.insert(key) {
+                        errors.push(rf.source.error(
+                            &format!("groups.{gi}.rules.{ri}"),
+                            format!(
+                                "rule `{n}` appears twice in group `{}` with the same labels",
+                                g.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `host:port` targets of a job's static configs.
+pub fn job_targets(cfg: &PromConfig, job: &str) -> Vec<String> {
+    cfg.scrape_configs
+        .iter()
+        .filter(|s| s.job_name == job)
+        .flat_map(|s| s.static_configs.iter().flat_map(|c| c.targets.clone()))
+        .collect()
+}

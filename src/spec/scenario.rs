@@ -1,0 +1,319 @@
+//! Drill scenarios (scenarios/*.yaml): steps run in order, `load` in the
+//! background. Every name a step uses (service, alert, route) is checked
+//! against the stack before any container starts.
+
+use super::source::Source;
+use super::stack::{Kind, Stack};
+use super::{Dur, Rate};
+use crate::error::{SpecError, SpecErrors};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoadStep {
+    pub target: String,
+    #[serde(default = "root")]
+    pub path: String,
+    pub rate: Rate,
+    /// Default: until the drill ends.
+    pub duration: Option<Dur>,
+}
+
+fn root() -> String {
+    "/".into()
+}
+
+/// Behaviour a fixture's control API can change while it runs.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FixtureSet {
+    /// Added to every request's latency.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency: Option<Dur>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_status: Option<u16>,
+    /// Limit the change to one route path (default: all routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ChaosStep {
+    pub stop: Option<String>,
+    pub start: Option<String>,
+    pub kill: Option<String>,
+    pub pause: Option<String>,
+    pub unpause: Option<String>,
+    /// A fixture service whose behaviour changes (`set`) or returns to its profile (`reset`).
+    pub fixture: Option<String>,
+    pub set: Option<FixtureSet>,
+    #[serde(default)]
+    pub reset: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ContainerAction {
+    Stop,
+    Start,
+    Kill,
+    Pause,
+    Unpause,
+}
+
+/// A chaos step after validation: exactly one action.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chaos {
+    Container(ContainerAction, String),
+    FixtureSet(String, FixtureSet),
+    FixtureReset(String),
+}
+
+impl ChaosStep {
+    pub fn action(&self) -> Result<Chaos, String> {
+        use ContainerAction::*;
+        let mut found = Vec::new();
+        for (a, s) in [
+            (Stop, &self.stop),
+            (Start, &self.start),
+            (Kill, &self.kill),
+            (Pause, &self.pause),
+            (Unpause, &self.unpause),
+        ] {
+            if let Some(s) = s {
+                found.push(Chaos::Container(a, s.clone()));
+            }
+        }
+        if let Some(f) = &self.fixture {
+            match (&self.set, self.reset) {
+                (Some(set), false) => found.push(Chaos::FixtureSet(f.clone(), set.clone())),
+                (None, true) => found.push(Chaos::FixtureReset(f.clone())),
+                _ => return Err("`fixture` takes either `set: {...}` or `reset: true`".into()),
+            }
+        }
+        match found.len() {
+            1 => Ok(found.remove(0)),
+            0 => Err(
+                "a chaos step names one action: stop, start, kill, pause, unpause or fixture"
+                    .into(),
+            ),
+            _ => Err("a chaos step names one action only; use one step per action".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectAlert {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TeamsStatus {
+    Firing,
+    Resolved,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectTeams {
+    pub alert: String,
+    pub status: TeamsStatus,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectQuiet {
+    #[serde(rename = "for")]
+    pub for_: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    #[serde(rename = "for")]
+    pub for_: Dur,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Load(LoadStep),
+    Chaos(ChaosStep),
+    ExpectAlert(ExpectAlert),
+    ExpectTeams(ExpectTeams),
+    ExpectResolved(ExpectAlert),
+    ExpectQuiet(ExpectQuiet),
+    Wait(Wait),
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioDoc {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub stack: String,
+    /// Multiplies every duration of the stack and of the scenario (DESIGN §6).
+    #[serde(default = "one")]
+    pub time_scale: f64,
+    /// Each step is a one-key map (`- load: {...}`), not a YAML tag.
+    #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
+    pub steps: Vec<Step>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// A scenario with its stack, both validated.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    pub source: Source,
+    pub doc: ScenarioDoc,
+    pub stack_path: PathBuf,
+    pub stack: Stack,
+}
+
+impl Scenario {
+    /// Loads and validates a scenario and its stack; the stack path can be
+    /// replaced (a user's variant of the reference stack).
+    pub fn load(path: &Path, stack_override: Option<&Path>) -> Result<Scenario, SpecErrors> {
+        let one = |e: SpecError| SpecErrors { errors: vec![e] };
+        let source = Source::read(path).map_err(one)?;
+        let doc: ScenarioDoc = source.parse().map_err(one)?;
+        let stack_path = stack_override
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| source.relative(&doc.stack));
+        if !stack_path.exists() {
+            return Err(one(source.error(
+                "stack",
+                format!("stack file {} does not exist", stack_path.display()),
+            )));
+        }
+        let stack = Stack::load(&stack_path)?;
+        let s = Scenario {
+            source,
+            doc,
+            stack_path,
+            stack,
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), SpecErrors> {
+        let src = &self.source;
+        let stack = &self.stack;
+        let mut errors = Vec::new();
+        if !(self.doc.time_scale > 0.0 && self.doc.time_scale <= 1.0) {
+            errors.push(src.error("time_scale", "time_scale is in (0, 1]"));
+        }
+        let alerts: Vec<String> = stack
+            .prometheus
+            .alert_rules()
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let service = |at: &str, name: &str, errors: &mut Vec<SpecError>| {
+            if stack.service(name).is_none() {
+                let names: Vec<_> = stack.doc.services.keys().cloned().collect();
+                errors.push(
+                    src.error(at, format!("unknown service `{name}`"))
+                        .with_help(format!(
+                            "services of {}: {}",
+                            stack.doc.name,
+                            names.join(", ")
+                        )),
+                );
+                false
+            } else {
+                true
+            }
+        };
+        let alert = |at: &str, name: &str, errors: &mut Vec<SpecError>| {
+            if !alerts.iter().any(|a| a == name) {
+                let mut e = src.error(
+                    at,
+                    format!("no alerting rule is named `{name}` in the stack's rule files"),
+                );
+                if let Some(near) = crate::util::closest(name, alerts.iter().map(String::as_str)) {
+                    e = e.with_help(format!("did you mean `{near}`?"));
+                }
+                errors.push(e);
+            }
+        };
+        if self.doc.steps.is_empty() {
+            errors.push(src.error("steps", "a scenario needs at least one step"));
+        }
+        for (i, step) in self.doc.steps.iter().enumerate() {
+            let at = format!("steps.{i}");
+            match step {
+                Step::Load(l) => {
+                    let at = format!("{at}.load.target");
+                    if service(&at, &l.target, &mut errors) {
+                        match stack.fixtures.get(&l.target) {
+                            None => errors.push(src.error(
+                                &at,
+                                format!(
+                                    "`{}` is not a fixture: load goes to a fixture service",
+                                    l.target
+                                ),
+                            )),
+                            Some(p) if p.route(&l.path).is_none() => errors.push(src.error(
+                                &format!("steps.{i}.load.path"),
+                                format!("fixture `{}` serves no route `{}`", l.target, l.path),
+                            )),
+                            _ => {}
+                        }
+                    }
+                }
+                Step::Chaos(c) => match c.action() {
+                    Err(e) => errors.push(src.error(&format!("{at}.chaos"), e)),
+                    Ok(Chaos::Container(_, s)) => {
+                        service(&format!("{at}.chaos"), &s, &mut errors);
+                    }
+                    Ok(Chaos::FixtureSet(s, _)) | Ok(Chaos::FixtureReset(s)) => {
+                        let at = format!("{at}.chaos.fixture");
+                        if service(&at, &s, &mut errors)
+                            && stack.service(&s).map(|x| x.kind) != Some(Kind::Fixture)
+                        {
+                            errors.push(src.error(&at, format!("`{s}` is not a fixture service")));
+                        }
+                    }
+                },
+                Step::ExpectAlert(a) | Step::ExpectResolved(a) => {
+                    let kind = if matches!(step, Step::ExpectAlert(_)) {
+                        "expect_alert"
+                    } else {
+                        "expect_resolved"
+                    };
+                    alert(&format!("{at}.{kind}.name"), &a.name, &mut errors);
+                }
+                Step::ExpectTeams(t) => {
+                    alert(&format!("{at}.expect_teams.alert"), &t.alert, &mut errors);
+                    if !stack
+                        .doc
+                        .services
+                        .values()
+                        .any(|s| s.kind == Kind::TeamsMock)
+                    {
+                        errors.push(src.error(
+                            &format!("{at}.expect_teams"),
+                            "the stack has no teams-mock service",
+                        ));
+                    }
+                }
+                Step::ExpectQuiet(_) | Step::Wait(_) => {}
+            }
+        }
+        SpecErrors { errors }.into_result()
+    }
+}

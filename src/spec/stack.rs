@@ -1,0 +1,206 @@
+//! stack.yaml: the services of a monitoring stack, each a kind firedrill knows
+//! how to run (Prometheus, Alertmanager, node-exporter, a fixture, the Teams
+//! mock, and the optional Grafana and cAdvisor), plus the files they read.
+
+use super::alertmanager::Alertmanager;
+use super::fixture::Profile;
+use super::prometheus::Prometheus;
+use super::source::Source;
+use crate::error::{SpecError, SpecErrors};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+pub enum Kind {
+    Prometheus,
+    Alertmanager,
+    NodeExporter,
+    Fixture,
+    TeamsMock,
+    Grafana,
+    Cadvisor,
+}
+
+impl Kind {
+    /// The port the component listens on by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Kind::Prometheus => 9090,
+            Kind::Alertmanager => 9093,
+            Kind::NodeExporter => 9100,
+            Kind::Fixture => 8000,
+            Kind::TeamsMock => 8080,
+            Kind::Grafana => 3000,
+            Kind::Cadvisor => 8080,
+        }
+    }
+}
+
+/// A secret file the drill writes into a container: never in the user's tree
+/// in clear text, never logged.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    /// Path inside the container.
+    pub path: String,
+    /// Write the webhook URL of this Teams-mock service (with a per-run token).
+    pub teams_mock: Option<String>,
+    /// Write the value of this environment variable.
+    pub env: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub kind: Kind,
+    pub port: Option<u16>,
+    /// prometheus / alertmanager: the config file, relative to stack.yaml.
+    pub config: Option<String>,
+    /// fixture: the profile, relative to stack.yaml.
+    pub profile: Option<String>,
+    /// grafana: the provisioning folder, relative to stack.yaml.
+    pub provisioning: Option<String>,
+    /// grafana: the dashboards folder, relative to stack.yaml.
+    pub dashboards: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StackDoc {
+    pub name: String,
+    pub services: BTreeMap<String, ServiceSpec>,
+}
+
+/// A stack with every file it names loaded and validated.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    pub source: Source,
+    pub doc: StackDoc,
+    pub prometheus_service: String,
+    pub prometheus: Prometheus,
+    pub alertmanager_service: Option<String>,
+    pub alertmanager: Option<Alertmanager>,
+    pub fixtures: BTreeMap<String, Profile>,
+}
+
+impl Stack {
+    pub fn load(path: &Path) -> Result<Stack, SpecErrors> {
+        let one = |e: SpecError| SpecErrors { errors: vec![e] };
+        let source = Source::read(path).map_err(one)?;
+        let doc: StackDoc = source.parse().map_err(one)?;
+        let mut errors = Vec::new();
+        let of_kind = |k: Kind| -> Vec<&String> {
+            doc.services
+                .iter()
+                .filter(|(_, s)| s.kind == k)
+                .map(|(n, _)| n)
+                .collect()
+        };
+        let proms = of_kind(Kind::Prometheus);
+        if proms.len() != 1 {
+            return Err(one(source.error(
+                "services",
+                "a stack has exactly one service of kind prometheus",
+            )));
+        }
+        let prometheus_service = proms[0].clone();
+        let need = |name: &str, field: &Option<String>, what: &str| -> Result<PathBuf, SpecError> {
+            field.as_ref().map(|p| source.relative(p)).ok_or_else(|| {
+                source.error(
+                    &format!("services.{name}"),
+                    format!("service `{name}` needs `{what}`"),
+                )
+            })
+        };
+        let prom_path = need(
+            &prometheus_service,
+            &doc.services[&prometheus_service].config,
+            "config",
+        )
+        .map_err(one)?;
+        let prometheus = Prometheus::load(&prom_path);
+        let ams = of_kind(Kind::Alertmanager);
+        let (alertmanager_service, alertmanager) = match ams.first() {
+            Some(n) => {
+                match need(n, &doc.services[*n].config, "config")
+                    .and_then(|p| Alertmanager::load(&p))
+                {
+                    Ok(a) => (Some((*n).clone()), Some(a)),
+                    Err(e) => {
+                        errors.push(e);
+                        (None, None)
+                    }
+                }
+            }
+            None => (None, None),
+        };
+        let mut fixtures = BTreeMap::new();
+        for (name, svc) in &doc.services {
+            if svc.kind == Kind::Fixture {
+                match need(name, &svc.profile, "profile")
+                    .and_then(|p| Profile::load(&p).map_err(|mut e| e.errors.remove(0)))
+                {
+                    Ok(p) => {
+                        fixtures.insert(name.clone(), p);
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
+            for (i, s) in svc.secrets.iter().enumerate() {
+                let at = format!("services.{name}.secrets.{i}");
+                match (&s.teams_mock, &s.env) {
+                    (Some(m), None) => {
+                        if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {
+                            errors.push(source.error(
+                                &format!("{at}.teams_mock"),
+                                format!("`{m}` is not a teams-mock service of this stack"),
+                            ));
+                        }
+                    }
+                    (None, Some(_)) => {}
+                    _ => errors.push(
+                        source.error(&at, "a secret takes exactly one of `teams_mock` or `env`"),
+                    ),
+                }
+            }
+        }
+        let prometheus = match prometheus {
+            Ok(p) => Some(p),
+            Err(mut e) => {
+                errors.append(&mut e.errors);
+                None
+            }
+        };
+        SpecErrors { errors }.into_result()?;
+        Ok(Stack {
+            source,
+            doc,
+            prometheus_service,
+            prometheus: prometheus.expect("checked above"),
+            alertmanager_service,
+            alertmanager,
+            fixtures,
+        })
+    }
+
+    pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
+        self.doc.services.get(name)
+    }
+
+    pub fn port(&self, name: &str) -> u16 {
+        let s = &self.doc.services[name];
+        s.port
+            .or_else(|| self.fixtures.get(name).map(|p| p.port))
+            .unwrap_or(s.kind.default_port())
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.source.path.parent().unwrap_or(Path::new("."))
+    }
+}

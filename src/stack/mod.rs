@@ -1,0 +1,690 @@
+//! Bringing a stack up on a run-scoped Docker network and tearing it down
+//! always. Shaped like efficientgo/e2e: an environment owns the network and
+//! its services; each service is reached from the host on a 127.0.0.1 port
+//! and from other containers by its name (a network alias).
+//!
+//! testcontainers-rs is not used here: every release since 0.16 speaks a
+//! fixed Docker API (>= 1.44) without negotiation, which Docker 20.10-24
+//! engines refuse, and 0.15 (API 1.41) can neither label containers nor bind
+//! ports to 127.0.0.1. bollard with `negotiate_version` covers Docker 20.10+.
+
+pub mod render;
+
+use crate::docker::RUN_LABEL;
+use crate::images::Images;
+use crate::spec::stack::{Kind, Stack};
+use anyhow::{anyhow, bail, Context, Result};
+use bollard::container::{
+    Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogOutput,
+    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
+    UploadToContainerOptions,
+};
+use bollard::models::{EndpointSettings, HostConfig, PortBinding};
+use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
+use bollard::Docker;
+use futures_util::StreamExt;
+use render::Effective;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// One running (or skipped) service.
+#[derive(Debug, Clone)]
+pub struct Service {
+    pub name: String,
+    pub kind: Kind,
+    pub port: u16,
+    pub host_port: u16,
+    pub container: String,
+    /// Why the service is not running (an optional component with no image).
+    pub skipped: Option<String>,
+}
+
+impl Service {
+    /// The URL the harness uses (published on 127.0.0.1).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.host_port)
+    }
+    /// The address other containers use.
+    pub fn internal(&self) -> String {
+        format!("{}:{}", self.name, self.port)
+    }
+}
+
+/// A stack that is up. Dropping it without `down()` still removes everything.
+pub struct Running {
+    docker: Docker,
+    pub run_id: String,
+    pub network: String,
+    pub services: BTreeMap<String, Service>,
+    /// The Teams mock's webhook token (a secret: never printed).
+    pub teams_token: String,
+    down: AtomicBool,
+    pub bring_up: Duration,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running")
+            .field("run_id", &self.run_id)
+            .finish()
+    }
+}
+
+pub fn new_run_id() -> String {
+    let r: u32 = rand::random();
+    format!("{}-{:08x}", chrono::Utc::now().format("%H%M%S"), r)
+}
+
+fn free_port() -> Result<u16> {
+    // A fixed host port survives stop/start (a random one would change).
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn tar_files(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path.trim_start_matches('/'), data.as_slice())?;
+    }
+    Ok(b.into_inner()?)
+}
+
+fn tar_dir(dir: &std::path::Path, into: &str, out: &mut Vec<(String, Vec<u8>, u32)>) -> Result<()> {
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if p.is_dir() {
+            tar_dir(&p, &format!("{into}/{name}"), out)?;
+        } else {
+            out.push((format!("{into}/{name}"), std::fs::read(&p)?, 0o644));
+        }
+    }
+    Ok(())
+}
+
+/// What a service needs to start: command, files, readiness path.
+struct Plan {
+    image: String,
+    cmd: Vec<String>,
+    env: Vec<String>,
+    files: Vec<(String, Vec<u8>, u32)>,
+    binds: Vec<String>,
+    ready_path: &'static str,
+}
+
+fn plan(
+    name: &str,
+    stack: &Stack,
+    eff: &Effective,
+    images: &Images,
+    port: u16,
+    token: &str,
+) -> Result<Result<Plan, String>> {
+    let svc = &stack.doc.services[name];
+    let mut files = Vec::new();
+    let listen = format!(":{port}");
+    let mut p = match svc.kind {
+        Kind::Prometheus => {
+            for (path, text) in &eff.prometheus_files {
+                files.push((path.clone(), text.clone().into_bytes(), 0o644));
+            }
+            Plan {
+                image: images.component("prometheus")?.into(),
+                cmd: vec![
+                    format!("--config.file={}/prometheus.yml", render::PROM_DIR),
+                    "--storage.tsdb.path=/prometheus".into(),
+                    format!("--web.listen-address={listen}"),
+                    "--web.enable-lifecycle".into(),
+                    format!(
+                        "--rules.alert.resend-delay={}",
+                        crate::spec::Dur(eff.resend_delay)
+                    ),
+                ],
+                env: vec![],
+                files,
+                binds: vec![],
+                ready_path: "/-/ready",
+            }
+        }
+        Kind::Alertmanager => {
+            let text = eff
+                .alertmanager_file
+                .clone()
+                .ok_or_else(|| anyhow!("alertmanager config not rendered"))?;
+            files.push((render::AM_CONFIG.to_string(), text.into_bytes(), 0o644));
+            Plan {
+                image: images.component("alertmanager")?.into(),
+                cmd: vec![
+                    format!("--config.file={}", render::AM_CONFIG),
+                    "--storage.path=/alertmanager".into(),
+                    format!("--web.listen-address={listen}"),
+                    // A single instance: no gossip settle delay before notifying.
+                    "--cluster.listen-address=".into(),
+                ],
+                env: vec![],
+                files,
+                binds: vec![],
+                ready_path: "/-/ready",
+            }
+        }
+        Kind::NodeExporter => Plan {
+            image: images.component("node-exporter")?.into(),
+            cmd: vec![format!("--web.listen-address={listen}")],
+            env: vec![],
+            files,
+            binds: vec![],
+            ready_path: "/metrics",
+        },
+        Kind::Fixture => {
+            let path = stack
+                .source
+                .relative(svc.profile.as_deref().unwrap_or_default());
+            files.push((
+                "/etc/firedrill/profile.yaml".into(),
+                std::fs::read(&path)?,
+                0o644,
+            ));
+            Plan {
+                image: images.firedrill.clone(),
+                cmd: vec![
+                    "fixture".into(),
+                    "serve".into(),
+                    "--profile".into(),
+                    "/etc/firedrill/profile.yaml".into(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{port}"),
+                ],
+                env: vec![],
+                files,
+                binds: vec![],
+                ready_path: "/-/ready",
+            }
+        }
+        Kind::TeamsMock => {
+            files.push((
+                "/etc/firedrill/teams-token".into(),
+                token.as_bytes().to_vec(),
+                0o600,
+            ));
+            Plan {
+                image: images.firedrill.clone(),
+                cmd: vec![
+                    "teams-mock".into(),
+                    "--listen".into(),
+                    format!("0.0.0.0:{port}"),
+                    "--token-file".into(),
+                    "/etc/firedrill/teams-token".into(),
+                ],
+                env: vec![],
+                files,
+                binds: vec![],
+                ready_path: "/-/ready",
+            }
+        }
+        Kind::Grafana => {
+            let image = match &images.grafana {
+                Ok(i) => i.clone(),
+                Err(why) => return Ok(Err(why.clone())),
+            };
+            if let Some(p) = &svc.provisioning {
+                tar_dir(
+                    &stack.source.relative(p),
+                    "/etc/grafana/provisioning",
+                    &mut files,
+                )?;
+            }
+            if let Some(d) = &svc.dashboards {
+                tar_dir(
+                    &stack.source.relative(d),
+                    "/var/lib/grafana/dashboards",
+                    &mut files,
+                )?;
+            }
+            let password = format!("{:032x}", rand::random::<u128>());
+            Plan {
+                image,
+                cmd: vec![],
+                env: vec![
+                    format!("GF_SECURITY_ADMIN_PASSWORD={password}"),
+                    format!("GF_SERVER_HTTP_PORT={port}"),
+                    "GF_USERS_ALLOW_SIGN_UP=false".into(),
+                ],
+                files,
+                binds: vec![],
+                ready_path: "/api/health",
+            }
+        }
+        Kind::Cadvisor => {
+            let image = match &images.cadvisor {
+                Ok(i) => i.clone(),
+                Err(why) => return Ok(Err(why.clone())),
+            };
+            Plan {
+                image,
+                cmd: vec![format!("--port={port}")],
+                env: vec![],
+                files,
+                binds: [
+                    "/:/rootfs:ro",
+                    "/var/run:/var/run:ro",
+                    "/sys:/sys:ro",
+                    "/var/lib/docker/:/var/lib/docker:ro",
+                ]
+                .map(String::from)
+                .to_vec(),
+                ready_path: "/healthz",
+            }
+        }
+    };
+    p.cmd.extend(svc.args.iter().cloned());
+    // Secrets: written into the container, never into the user's tree or logs.
+    for s in &svc.secrets {
+        let value = match (&s.teams_mock, &s.env) {
+            (Some(mock), _) => {
+                let mport = stack.port(mock);
+                format!("http://{mock}:{mport}/webhook/{token}")
+            }
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                anyhow!(
+                    "secret for {}: environment variable {var} is not set",
+                    s.path
+                )
+            })?,
+            _ => unreachable!("validated in spec"),
+        };
+        p.files.push((s.path.clone(), value.into_bytes(), 0o600));
+    }
+    Ok(Ok(p))
+}
+
+impl Running {
+    /// Brings the stack up: network, containers, readiness, every target up.
+    pub async fn up(
+        docker: &Docker,
+        stack: &Stack,
+        eff: &Effective,
+        images: &Images,
+        run_id: &str,
+    ) -> Result<Running> {
+        let started = Instant::now();
+        let network = format!("firedrill-{run_id}");
+        let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), run_id.to_string())].into();
+        let token = format!("{:032x}", rand::random::<u128>());
+        let mut running = Running {
+            docker: docker.clone(),
+            run_id: run_id.to_string(),
+            network: network.clone(),
+            services: BTreeMap::new(),
+            teams_token: token.clone(),
+            down: AtomicBool::new(false),
+            bring_up: Duration::ZERO,
+        };
+        docker
+            .create_network(CreateNetworkOptions {
+                name: network.clone(),
+                labels: labels.clone(),
+                check_duplicate: true,
+                ..Default::default()
+            })
+            .await
+            .context("creating the run's network")?;
+        let mut to_check = Vec::new();
+        for name in stack.doc.services.keys() {
+            let kind = stack.doc.services[name].kind;
+            let port = stack.port(name);
+            let p = match plan(name, stack, eff, images, port, &token)? {
+                Ok(p) => p,
+                Err(why) => {
+                    tracing::warn!("{name}: skipped: {why}");
+                    running.services.insert(
+                        name.clone(),
+                        Service {
+                            name: name.clone(),
+                            kind,
+                            port,
+                            host_port: 0,
+                            container: String::new(),
+                            skipped: Some(why),
+                        },
+                    );
+                    continue;
+                }
+            };
+            let host_port = free_port()?;
+            let cname = format!("firedrill-{run_id}-{name}");
+            let port_key = format!("{port}/tcp");
+            let config = Config {
+                image: Some(p.image.clone()),
+                cmd: if p.cmd.is_empty() { None } else { Some(p.cmd) },
+                env: Some(p.env),
+                labels: Some(labels.clone()),
+                exposed_ports: Some([(port_key.clone(), HashMap::new())].into()),
+                host_config: Some(HostConfig {
+                    network_mode: Some(network.clone()),
+                    port_bindings: Some(
+                        [(
+                            port_key,
+                            Some(vec![PortBinding {
+                                host_ip: Some("127.0.0.1".into()),
+                                host_port: Some(host_port.to_string()),
+                            }]),
+                        )]
+                        .into(),
+                    ),
+                    binds: if p.binds.is_empty() {
+                        None
+                    } else {
+                        Some(p.binds)
+                    },
+                    ..Default::default()
+                }),
+                networking_config: Some(bollard::container::NetworkingConfig {
+                    endpoints_config: [(
+                        network.clone(),
+                        EndpointSettings {
+                            aliases: Some(vec![name.clone()]),
+                            ..Default::default()
+                        },
+                    )]
+                    .into(),
+                }),
+                ..Default::default()
+            };
+            let id = docker
+                .create_container(
+                    Some(CreateContainerOptions {
+                        name: cname.clone(),
+                        platform: None,
+                    }),
+                    config,
+                )
+                .await
+                .with_context(|| format!("creating {name} from {}", p.image))?
+                .id;
+            running.services.insert(
+                name.clone(),
+                Service {
+                    name: name.clone(),
+                    kind,
+                    port,
+                    host_port,
+                    container: id.clone(),
+                    skipped: None,
+                },
+            );
+            if !p.files.is_empty() {
+                docker
+                    .upload_to_container(
+                        &id,
+                        Some(UploadToContainerOptions {
+                            path: "/".to_string(),
+                            ..Default::default()
+                        }),
+                        tar_files(&p.files)?.into(),
+                    )
+                    .await
+                    .with_context(|| format!("copying configuration into {name}"))?;
+            }
+            docker
+                .start_container(&id, None::<StartContainerOptions<String>>)
+                .await
+                .with_context(|| format!("starting {name}"))?;
+            to_check.push((name.clone(), p.ready_path));
+        }
+        for (name, path) in to_check {
+            running
+                .wait_http(&name, path, Duration::from_secs(60))
+                .await?;
+        }
+        running.wait_targets(stack, eff).await?;
+        running.bring_up = started.elapsed();
+        Ok(running)
+    }
+
+    pub fn service(&self, name: &str) -> Result<&Service> {
+        let s = self
+            .services
+            .get(name)
+            .ok_or_else(|| anyhow!("no service `{name}`"))?;
+        if let Some(why) = &s.skipped {
+            bail!("service `{name}` is skipped: {why}");
+        }
+        Ok(s)
+    }
+
+    pub fn url(&self, name: &str) -> Result<String> {
+        Ok(self.service(name)?.url())
+    }
+
+    /// Polls an HTTP path until it answers 2xx; a container that exits fails at once, with its logs.
+    pub async fn wait_http(&self, name: &str, path: &str, timeout: Duration) -> Result<()> {
+        let url = format!("{}{path}", self.url(name)?);
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(r) = client.get(&url).send().await {
+                if r.status().is_success() {
+                    return Ok(());
+                }
+            }
+            if !self.is_running(name).await? {
+                bail!(
+                    "{name} exited during start-up; its last log lines:\n{}",
+                    self.logs(name, 20).await
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{name} was not ready at {path} after {:?}; its last log lines:\n{}",
+                    timeout,
+                    self.logs(name, 20).await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until every scrape target that is a service of this stack is up.
+    async fn wait_targets(&self, stack: &Stack, eff: &Effective) -> Result<()> {
+        let prom = crate::observe::Prometheus::new(self.url(&stack.prometheus_service)?);
+        let (interval, timeout) = eff.prometheus.config.slowest_scrape();
+        let deadline = Instant::now() + 3 * (interval + timeout) + Duration::from_secs(30);
+        loop {
+            let targets = prom.targets().await?;
+            let mut pending = Vec::new();
+            for t in &targets {
+                let host = t.host();
+                match self.services.get(host) {
+                    Some(s) if s.skipped.is_none() => {
+                        if t.health != "up" {
+                            pending
+                                .push(format!("{} ({}: {})", t.scrape_url, t.health, t.last_error));
+                        }
+                    }
+                    _ => {} // skipped or outside the stack: reported by the drill
+                }
+            }
+            if !targets.is_empty() && pending.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("scrape targets not up: {}", pending.join("; "));
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    pub async fn is_running(&self, name: &str) -> Result<bool> {
+        let s = self.service(name)?;
+        let i = self.docker.inspect_container(&s.container, None).await?;
+        Ok(i.state.and_then(|s| s.running).unwrap_or(false))
+    }
+
+    pub async fn logs(&self, name: &str, lines: usize) -> String {
+        let Ok(s) = self.service(name) else {
+            return String::new();
+        };
+        let mut out = String::new();
+        let mut st = self.docker.logs::<String>(
+            &s.container,
+            Some(LogsOptions {
+                stdout: true,
+                stderr: true,
+                tail: lines.to_string(),
+                ..Default::default()
+            }),
+        );
+        while let Some(Ok(l)) = st.next().await {
+            match l {
+                LogOutput::StdOut { message }
+                | LogOutput::StdErr { message }
+                | LogOutput::Console { message } => {
+                    out.push_str(&String::from_utf8_lossy(&message))
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    pub async fn stop(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker
+            .stop_container(&s.container, Some(StopContainerOptions { t: 5 }))
+            .await?;
+        Ok(())
+    }
+
+    pub async fn kill(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker
+            .kill_container(
+                &s.container,
+                Some(KillContainerOptions { signal: "SIGKILL" }),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn start(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker
+            .start_container(&s.container, None::<StartContainerOptions<String>>)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker.pause_container(&s.container).await?;
+        Ok(())
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker.unpause_container(&s.container).await?;
+        Ok(())
+    }
+
+    /// Removes every container and the network of this run.
+    pub async fn down(&self) -> Result<()> {
+        if self.down.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        sweep(&self.docker, Some(&self.run_id)).await
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.down.load(Ordering::SeqCst) {
+            return;
+        }
+        // Panic or early return: clean up on a thread of its own, since we
+        // may be inside (or outside) a runtime.
+        let docker = self.docker.clone();
+        let run_id = self.run_id.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            if let Ok(rt) = rt {
+                if let Err(e) = rt.block_on(sweep(&docker, Some(&run_id))) {
+                    eprintln!("firedrill: teardown of run {run_id} failed: {e}; run `firedrill down --all`");
+                }
+            }
+        })
+        .join();
+    }
+}
+
+/// Removes the containers and networks of one run, or of every run.
+pub async fn sweep(docker: &Docker, run_id: Option<&str>) -> Result<()> {
+    let filter = match run_id {
+        Some(id) => format!("{RUN_LABEL}={id}"),
+        None => RUN_LABEL.to_string(),
+    };
+    let filters: HashMap<String, Vec<String>> = [("label".to_string(), vec![filter])].into();
+    let containers = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await?;
+    for c in containers {
+        if let Some(id) = c.id {
+            let _ = docker
+                .remove_container(
+                    &id,
+                    Some(RemoveContainerOptions {
+                        force: true,
+                        v: true,
+                        ..Default::default()
+                    }),
+                )
+                .await;
+        }
+    }
+    let nets = docker
+        .list_networks(Some(ListNetworksOptions { filters }))
+        .await?;
+    for n in nets {
+        if let Some(id) = n.id {
+            docker
+                .remove_network(&id)
+                .await
+                .with_context(|| format!("removing network {}", n.name.unwrap_or_default()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts what is left of firedrill runs (for `down` and tests).
+pub async fn leftovers(docker: &Docker) -> Result<(usize, usize)> {
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![RUN_LABEL.to_string()])].into();
+    let c = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .len();
+    let n = docker
+        .list_networks(Some(ListNetworksOptions { filters }))
+        .await?
+        .len();
+    Ok((c, n))
+}
