@@ -34,6 +34,9 @@ pub enum Command {
         /// Write the results as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Stop a drill at its first failed step.
+        #[arg(long)]
+        fail_fast: bool,
     },
     /// Validate scenarios and their stacks; starts no container.
     Check {
@@ -131,7 +134,8 @@ async fn run(cli: Cli) -> i32 {
             images,
             stack,
             json,
-        } => drill(&paths, images, stack.as_deref(), json.as_deref()).await,
+            fail_fast,
+        } => drill(&paths, images, stack.as_deref(), json.as_deref(), fail_fast).await,
         Command::Check { paths, stack } => {
             let files = match scenario_files(&paths) {
                 Ok(f) => f,
@@ -260,6 +264,7 @@ async fn drill(
     images: ImageSource,
     stack: Option<&Path>,
     json: Option<&Path>,
+    fail_fast: bool,
 ) -> i32 {
     let files = match scenario_files(paths) {
         Ok(f) => f,
@@ -275,6 +280,7 @@ async fn drill(
     let opts = crate::drill::Options {
         images,
         stack: stack.map(Path::to_path_buf),
+        fail_fast,
         on_step: Box::new(|r| println!("{}", r.line())),
     };
     let mut reports = Vec::new();

@@ -22,6 +22,8 @@ pub struct Options {
     pub images: ImageSource,
     /// Run the scenario against this stack file instead of its own.
     pub stack: Option<PathBuf>,
+    /// Stop at the first failed step (the rest are not run).
+    pub fail_fast: bool,
     /// Called as each step ends (the CLI prints it).
     pub on_step: Box<dyn Fn(&StepResult) + Send + Sync>,
 }
@@ -31,6 +33,7 @@ impl Default for Options {
         Options {
             images: ImageSource::Auto,
             stack: None,
+            fail_fast: false,
             on_step: Box::new(|_| {}),
         }
     }
@@ -168,9 +171,14 @@ impl<'a> Drill<'a> {
                 Ok(o) => o,
                 Err(e) => Outcome::fail(format!("{e:#}")),
             };
+            let failed = outcome.status == crate::report::Status::Fail;
             let r = StepResult::new(i, step, outcome, t.elapsed());
             (opts.on_step)(&r);
             report.steps.push(r);
+            if failed && opts.fail_fast {
+                report.not_run = self.scenario.doc.steps.len() - i - 1;
+                break;
+            }
         }
         Ok(())
     }
@@ -210,7 +218,7 @@ impl<'a> Drill<'a> {
             Step::ExpectQuiet(q) => self.expect_quiet(self.scaled(q.for_)).await,
             Step::ExpectAlert(a) => self.expect_alert(a).await,
             Step::ExpectResolved(a) => self.expect_resolved(a).await,
-            Step::ExpectTeams(t) => self.expect_teams(&t.alert, t.status).await,
+            Step::ExpectTeams(t) => self.expect_teams(&t.alert, t.status, t.within).await,
         }
     }
 
@@ -294,12 +302,39 @@ impl<'a> Drill<'a> {
         Ok((rule, timing))
     }
 
+    /// A stack whose computed window exceeds what the scenario accepts fails
+    /// at once: no waiting can make it pass.
+    fn too_slow(
+        &self,
+        what: &str,
+        bound: Duration,
+        explain: &str,
+        within: Option<Dur>,
+    ) -> Option<Outcome> {
+        let limit = self.scaled(within?);
+        (bound > limit).then(|| {
+            Outcome::fail(format!(
+                "the stack as configured allows {what} up to {} ({explain}); the scenario requires within {}",
+                crate::util::secs(bound),
+                crate::util::secs(limit)
+            ))
+        })
+    }
+
     fn fault_time(&self) -> DateTime<Utc> {
         self.last_change.unwrap_or(self.started)
     }
 
     async fn expect_alert(&mut self, a: &ExpectAlert) -> Result<Outcome> {
         let (rule, timing) = self.rule_timing(&a.name, &a.labels)?;
+        if let Some(o) = self.too_slow(
+            &format!("{} to fire after the fault", a.name),
+            timing.fire_bound(),
+            &timing.explain_fire(),
+            a.within,
+        ) {
+            return Ok(o);
+        }
         let fault = self.fault_time();
         let deadline = fault + timing.fire_bound();
         let mut bd = Breakdown {
@@ -459,6 +494,14 @@ impl<'a> Drill<'a> {
 
     async fn expect_resolved(&mut self, a: &ExpectAlert) -> Result<Outcome> {
         let (_, timing) = self.rule_timing(&a.name, &a.labels)?;
+        if let Some(o) = self.too_slow(
+            &format!("{} to resolve after the undo", a.name),
+            timing.resolve_bound(),
+            "data turn + eval + keep_firing_for + slack",
+            a.within,
+        ) {
+            return Ok(o);
+        }
         let undo = self.fault_time();
         let deadline = undo + timing.resolve_bound();
         let gone = loop {
@@ -500,7 +543,12 @@ impl<'a> Drill<'a> {
         })
     }
 
-    async fn expect_teams(&mut self, alert: &str, status: TeamsStatus) -> Result<Outcome> {
+    async fn expect_teams(
+        &mut self,
+        alert: &str,
+        status: TeamsStatus,
+        within: Option<Dur>,
+    ) -> Result<Outcome> {
         let teams = self
             .teams
             .clone()
@@ -516,6 +564,26 @@ impl<'a> Drill<'a> {
             TeamsStatus::Firing => ("firing", timing.teams_bound()),
             TeamsStatus::Resolved => ("resolved", timing.teams_resolved_bound()),
         };
+        let explain = match status {
+            TeamsStatus::Firing => format!(
+                "{} + group_wait {}",
+                timing.explain_fire(),
+                crate::util::secs(timing.group_wait)
+            ),
+            TeamsStatus::Resolved => format!(
+                "resolve window {} + group_interval {}",
+                crate::util::secs(timing.resolve_bound()),
+                crate::util::secs(timing.group_interval)
+            ),
+        };
+        if let Some(o) = self.too_slow(
+            &format!("the {want} card for {alert}"),
+            bound,
+            &explain,
+            within,
+        ) {
+            return Ok(o);
+        }
         let deadline = since + bound;
         let mut am_seen: Option<DateTime<Utc>> = None;
         let card = loop {

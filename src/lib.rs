@@ -18,6 +18,10 @@
 //! # Ok(()) }
 //! ```
 
+// Input errors carry the source text for their caret rendering; they are the
+// cold path, so their size does not matter.
+#![allow(clippy::result_large_err)]
+
 pub mod dispatch;
 pub mod docker;
 pub mod drill;

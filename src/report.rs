@@ -90,6 +90,8 @@ pub struct DrillReport {
     pub steps: Vec<StepResult>,
     pub breakdowns: Vec<Breakdown>,
     pub loads: Vec<(String, LoadSummary)>,
+    /// Steps left out after a failure (fail-fast).
+    pub not_run: usize,
     /// An error that stopped the drill (bring-up failure, interruption).
     pub error: Option<String>,
 }
@@ -117,6 +119,7 @@ impl DrillReport {
             steps: vec![],
             breakdowns: vec![],
             loads: vec![],
+            not_run: 0,
             error: None,
         }
     }
@@ -149,6 +152,9 @@ impl DrillReport {
                 "  load {path}: {} requests, {} failed, p50 {:.1} ms, p95 {:.1} ms, p99 {:.1} ms\n",
                 l.requests, l.failures, l.p50_ms, l.p95_ms, l.p99_ms
             ));
+        }
+        if self.not_run > 0 {
+            out.push_str(&format!("  {} step(s) not run (fail-fast)\n", self.not_run));
         }
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));

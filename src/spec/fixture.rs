@@ -168,7 +168,11 @@ impl Profile {
                             source.error(&at, format!("histogram `{}` needs `buckets`", f.name)),
                         );
                     }
-                    if let Some(w) = f.buckets.windows(2).position(|w| !(w[0] < w[1])) {
+                    if let Some(w) = f
+                        .buckets
+                        .windows(2)
+                        .position(|w| w[0].partial_cmp(&w[1]) != Some(std::cmp::Ordering::Less))
+                    {
                         errors.push(source.error(
                             &format!("{at}.buckets.{}", w + 1),
                             format!(

@@ -112,6 +112,9 @@ pub struct ExpectAlert {
     pub name: String,
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// The longest fault → firing (or undo → resolved) path the team accepts:
+    /// a stack whose own window is longer fails (e.g. a `for` made too long).
+    pub within: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
@@ -126,6 +129,8 @@ pub enum TeamsStatus {
 pub struct ExpectTeams {
     pub alert: String,
     pub status: TeamsStatus,
+    /// The longest fault → Teams (or undo → Teams) path the team accepts.
+    pub within: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

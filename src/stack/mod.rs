@@ -504,17 +504,14 @@ impl Running {
         loop {
             let targets = prom.targets().await?;
             let mut pending = Vec::new();
-            for t in &targets {
-                let host = t.host();
-                match self.services.get(host) {
-                    Some(s) if s.skipped.is_none() => {
-                        if t.health != "up" {
-                            pending
-                                .push(format!("{} ({}: {})", t.scrape_url, t.health, t.last_error));
-                        }
-                    }
-                    _ => {} // skipped or outside the stack: reported by the drill
-                }
+            // Targets of skipped services, or outside the stack, are not waited for.
+            let ours = |t: &&crate::observe::Target| {
+                self.services
+                    .get(t.host())
+                    .is_some_and(|s| s.skipped.is_none())
+            };
+            for t in targets.iter().filter(ours).filter(|t| t.health != "up") {
+                pending.push(format!("{} ({}: {})", t.scrape_url, t.health, t.last_error));
             }
             if !targets.is_empty() && pending.is_empty() {
                 return Ok(());
@@ -668,6 +665,25 @@ pub async fn sweep(docker: &Docker, run_id: Option<&str>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Containers and networks still there for one run.
+pub async fn run_leftovers(docker: &Docker, run_id: &str) -> Result<(usize, usize)> {
+    let filters: HashMap<String, Vec<String>> =
+        [("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])].into();
+    let c = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters: filters.clone(),
+            ..Default::default()
+        }))
+        .await?
+        .len();
+    let n = docker
+        .list_networks(Some(ListNetworksOptions { filters }))
+        .await?
+        .len();
+    Ok((c, n))
 }
 
 /// Counts what is left of firedrill runs (for `down` and tests).

@@ -1,0 +1,131 @@
+//! Bad input is refused with file, line and column before any container
+//! starts: malformed scenarios, unknown names, broken rule files and profiles.
+
+use firedrill::report::render_spec_errors;
+use firedrill::spec::scenario::Scenario;
+use std::path::Path;
+use std::process::Command;
+
+fn error_of(file: &str) -> String {
+    let e = Scenario::load(Path::new(file), None).expect_err("must be refused");
+    render_spec_errors(&e)
+}
+
+#[test]
+fn unknown_step() {
+    insta::assert_snapshot!(error_of("tests/data/bad/unknown-step.yaml"));
+}
+
+#[test]
+fn unknown_service() {
+    insta::assert_snapshot!(error_of("tests/data/bad/unknown-service.yaml"));
+}
+
+#[test]
+fn unknown_alert_suggests_the_closest() {
+    insta::assert_snapshot!(error_of("tests/data/bad/unknown-alert.yaml"));
+}
+
+#[test]
+fn malformed_duration() {
+    insta::assert_snapshot!(error_of("tests/data/bad/bad-duration.yaml"));
+}
+
+#[test]
+fn unknown_route_of_the_fixture() {
+    insta::assert_snapshot!(error_of("tests/data/bad/unknown-route.yaml"));
+}
+
+#[test]
+fn every_reference_scenario_is_valid() {
+    for f in firedrill::dispatch::scenario_files(&["scenarios".into()]).unwrap() {
+        firedrill::drill::check(&f, None).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
+    }
+}
+
+/// A stack whose rule file has invalid PromQL and a glob matching nothing.
+#[test]
+fn broken_rule_files_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("prometheus.yml"),
+        "global: {scrape_interval: 15s}\nrule_files: [rules.yml, 'missing/*.yml']\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("rules.yml"),
+        "groups:\n  - name: g\n    rules:\n      - alert: A\n        expr: sum(rate(x[5m]) > 1\n        for: 1m\n",
+    )
+    .unwrap();
+    let e = firedrill::spec::prometheus::Prometheus::load(&dir.path().join("prometheus.yml"))
+        .unwrap_err();
+    let msgs: Vec<String> = e
+        .errors
+        .iter()
+        .map(|e| format!("{}:{}: {}", e.line, e.col, e.message))
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.starts_with("2:25: rule_files pattern `missing/*.yml` matches no file")),
+        "{msgs:?}"
+    );
+    assert!(
+        msgs.iter().any(|m| m.starts_with("5:15: invalid PromQL")),
+        "{msgs:?}"
+    );
+}
+
+/// The CLI refuses bad input with exit code 2 before it talks to Docker:
+/// DOCKER_HOST points nowhere, so reaching Docker would be another error.
+#[test]
+fn cli_refuses_before_any_container() {
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args([
+            "drill",
+            "scenarios/backend-down.yaml",
+            "tests/data/bad/unknown-alert.yaml",
+        ])
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "tests/data/bad/unknown-alert.yaml:5:26: no alerting rule is named `BackendDwn`"
+        ),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Docker"), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).is_empty());
+}
+
+#[test]
+fn cli_fixture_check() {
+    let ok = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["fixture", "check", "fixtures/backend.yaml"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("p.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string("fixtures/backend.yaml")
+            .unwrap()
+            .replace("type: histogram", "type: histogramm"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["fixture", "check"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("p.yaml:11:11: families[0].type: unknown variant `histogramm`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
