@@ -187,13 +187,13 @@ async fn run(cli: Cli) -> i32 {
         Command::Down { all, run } => {
             let r = async {
                 let docker = crate::docker::connect().await?;
-                let (c, n) = crate::stack::leftovers(&docker).await?;
+                let (c, n) = crate::stack::leftovers(&docker, None).await?;
                 match (all, run) {
                     (_, Some(id)) => crate::stack::sweep(&docker, Some(&id)).await?,
                     (true, None) => crate::stack::sweep(&docker, None).await?,
                     (false, None) => anyhow::bail!("say --all or --run ID"),
                 }
-                let (c2, n2) = crate::stack::leftovers(&docker).await?;
+                let (c2, n2) = crate::stack::leftovers(&docker, None).await?;
                 println!("removed {} container(s), {} network(s)", c - c2, n - n2);
                 anyhow::Ok(())
             };

@@ -73,7 +73,7 @@ async fn run(scenario: &Path, fail_fast: bool) -> DrillReport {
         .await
         .expect("Docker is required for these tests");
     assert_eq!(
-        firedrill::stack::run_leftovers(&docker, &report.run_id)
+        firedrill::stack::leftovers(&docker, Some(&report.run_id))
             .await
             .unwrap(),
         (0, 0),
@@ -83,14 +83,20 @@ async fn run(scenario: &Path, fail_fast: bool) -> DrillReport {
     report
 }
 
-fn first_failure(r: &DrillReport) -> (String, String) {
+/// Runs a broken variant: it must fail first at `step`, saying all of `needles`.
+async fn assert_fails(ws: &Workspace, scenario: &str, step: &str, needles: &[&str]) -> String {
+    let r = run(&ws.path(&format!("scenarios/{scenario}.yaml")), true).await;
     assert!(!r.passed(), "the broken stack must fail:\n{}", r.render());
     let f = r
         .steps
         .iter()
         .find(|s| s.status == Status::Fail)
         .expect("a failed step");
-    (f.kind.clone(), f.message.clone())
+    assert_eq!(f.kind, step, "{}", f.message);
+    for n in needles {
+        assert!(f.message.contains(n), "`{n}` missing from: {}", f.message);
+    }
+    f.message.clone()
 }
 
 async fn reference(name: &str) {
@@ -151,13 +157,13 @@ async fn wrong_job(i: usize) {
     let (scenario, from, to) = WRONG_JOB[i];
     let ws = Workspace::new();
     ws.patch("stack/prometheus/rules.yml", from, to);
-    let r = run(&ws.path(&format!("scenarios/{scenario}.yaml")), true).await;
-    let (kind, msg) = first_failure(&r);
-    assert_eq!(kind, "expect_alert", "{msg}");
-    assert!(
-        msg.contains("firing within") && msg.contains("returns no series"),
-        "{msg}"
-    );
+    assert_fails(
+        &ws,
+        scenario,
+        "expect_alert",
+        &["firing within", "returns no series"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -188,18 +194,13 @@ async fn wrong_webhook(scenario: &str) {
         "teams_mock: teams",
         &format!("env: {var}"),
     );
-    let r = run(&ws.path(&format!("scenarios/{scenario}.yaml")), true).await;
-    let (kind, msg) = first_failure(&r);
-    assert_eq!(kind, "expect_teams", "{msg}");
-    assert!(msg.contains("expected a firing Teams card"), "{msg}");
-    assert!(
-        msg.contains("the mock rejected") && msg.contains("HTTP 404"),
-        "{msg}"
-    );
-    assert!(
-        msg.contains("alertmanager_notifications_failed_total"),
-        "{msg}"
-    );
+    let needles = [
+        "expected a firing Teams card",
+        "the mock rejected",
+        "HTTP 404",
+        "alertmanager_notifications_failed_total",
+    ];
+    let msg = assert_fails(&ws, scenario, "expect_teams", &needles).await;
     assert!(
         !msg.contains("wrong-path"),
         "a webhook URL leaked into the report: {msg}"
@@ -244,14 +245,16 @@ async fn long_for(i: usize) {
     let (scenario, from, to) = LONG_FOR[i];
     let ws = Workspace::new();
     ws.patch("stack/prometheus/rules.yml", from, to);
-    let r = run(&ws.path(&format!("scenarios/{scenario}.yaml")), true).await;
-    let (kind, msg) = first_failure(&r);
-    assert_eq!(kind, "expect_alert", "{msg}");
-    assert!(
-        msg.contains("the stack as configured allows")
-            && msg.contains("the scenario requires within"),
-        "{msg}"
-    );
+    assert_fails(
+        &ws,
+        scenario,
+        "expect_alert",
+        &[
+            "the stack as configured allows",
+            "the scenario requires within",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -267,4 +270,63 @@ async fn high_error_rate_long_for_fails() {
 #[tokio::test]
 async fn high_latency_p95_long_for_fails() {
     long_for(2).await;
+}
+
+/// Ctrl-C in the middle of a drill: the CLI tears the stack down and says so.
+#[tokio::test]
+async fn ctrl_c_tears_down() {
+    let _serial = SERIAL.lock().await;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["drill", "--images", "offline", "scenarios/backend-down.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Interrupt once the stack is up and the first steps run.
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let mut seen = Vec::new();
+    while let Ok(Ok(Some(l))) = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await {
+        let started = l.contains("expect_quiet");
+        seen.push(l);
+        if started {
+            break;
+        }
+    }
+    assert!(seen.iter().any(|l| l.contains("expect_quiet")), "the drill did not start: {seen:?}");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT);
+    }
+    while let Ok(Some(l)) = lines.next_line().await {
+        seen.push(l);
+    }
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    let all = seen.join("\n");
+    assert!(all.contains("interrupted (Ctrl-C)"), "{all}");
+    let run_id = all.split("(run ").nth(1).and_then(|r| r.split(')').next()).expect("the run id is reported").to_string();
+    let docker = firedrill::docker::connect().await.unwrap();
+    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 0));
+}
+
+/// `firedrill down` removes what a killed run (no teardown at all) left.
+#[tokio::test]
+async fn down_removes_leftovers_by_label() {
+    let _serial = SERIAL.lock().await;
+    let docker = firedrill::docker::connect().await.unwrap();
+    let run_id = format!("test-down-{}", std::process::id());
+    docker
+        .create_network(bollard::network::CreateNetworkOptions {
+            name: format!("firedrill-{run_id}"),
+            labels: [(firedrill::docker::RUN_LABEL.to_string(), run_id.clone())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 1));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill")).args(["down", "--run", &run_id]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 0));
 }

@@ -625,82 +625,66 @@ impl Drop for Running {
     }
 }
 
-/// Removes the containers and networks of one run, or of every run.
-pub async fn sweep(docker: &Docker, run_id: Option<&str>) -> Result<()> {
-    let filter = match run_id {
+/// The label filter for one run, or for every firedrill run.
+fn run_filter(run_id: Option<&str>) -> HashMap<String, Vec<String>> {
+    let label = match run_id {
         Some(id) => format!("{RUN_LABEL}={id}"),
         None => RUN_LABEL.to_string(),
     };
-    let filters: HashMap<String, Vec<String>> = [("label".to_string(), vec![filter])].into();
+    [("label".to_string(), vec![label])].into()
+}
+
+/// Container ids and network ids of one run, or of every run.
+async fn labelled(
+    docker: &Docker,
+    run_id: Option<&str>,
+) -> Result<(Vec<String>, Vec<(String, String)>)> {
+    let filters = run_filter(run_id);
     let containers = docker
         .list_containers(Some(ListContainersOptions {
             all: true,
             filters: filters.clone(),
             ..Default::default()
         }))
-        .await?;
-    for c in containers {
-        if let Some(id) = c.id {
-            let _ = docker
-                .remove_container(
-                    &id,
-                    Some(RemoveContainerOptions {
-                        force: true,
-                        v: true,
-                        ..Default::default()
-                    }),
-                )
-                .await;
-        }
-    }
-    let nets = docker
+        .await?
+        .into_iter()
+        .filter_map(|c| c.id)
+        .collect();
+    let networks = docker
         .list_networks(Some(ListNetworksOptions { filters }))
-        .await?;
-    for n in nets {
-        if let Some(id) = n.id {
-            docker
-                .remove_network(&id)
-                .await
-                .with_context(|| format!("removing network {}", n.name.unwrap_or_default()))?;
-        }
+        .await?
+        .into_iter()
+        .filter_map(|n| Some((n.id?, n.name.unwrap_or_default())))
+        .collect();
+    Ok((containers, networks))
+}
+
+/// Removes the containers and networks of one run, or of every run.
+pub async fn sweep(docker: &Docker, run_id: Option<&str>) -> Result<()> {
+    let (containers, networks) = labelled(docker, run_id).await?;
+    for id in containers {
+        let _ = docker
+            .remove_container(
+                &id,
+                Some(RemoveContainerOptions {
+                    force: true,
+                    v: true,
+                    ..Default::default()
+                }),
+            )
+            .await;
+    }
+    for (id, name) in networks {
+        docker
+            .remove_network(&id)
+            .await
+            .with_context(|| format!("removing network {name}"))?;
     }
     Ok(())
 }
 
-/// Containers and networks still there for one run.
-pub async fn run_leftovers(docker: &Docker, run_id: &str) -> Result<(usize, usize)> {
-    let filters: HashMap<String, Vec<String>> =
-        [("label".to_string(), vec![format!("{RUN_LABEL}={run_id}")])].into();
-    let c = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await?
-        .len();
-    let n = docker
-        .list_networks(Some(ListNetworksOptions { filters }))
-        .await?
-        .len();
-    Ok((c, n))
-}
-
-/// Counts what is left of firedrill runs (for `down` and tests).
-pub async fn leftovers(docker: &Docker) -> Result<(usize, usize)> {
-    let filters: HashMap<String, Vec<String>> =
-        [("label".to_string(), vec![RUN_LABEL.to_string()])].into();
-    let c = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await?
-        .len();
-    let n = docker
-        .list_networks(Some(ListNetworksOptions { filters }))
-        .await?
-        .len();
-    Ok((c, n))
+/// How many containers and networks are left of one run, or of every run.
+pub async fn leftovers(docker: &Docker, run_id: Option<&str>) -> Result<(usize, usize)> {
+    let (c, n) = labelled(docker, run_id).await?;
+    Ok((c.len(), n.len()))
 }
