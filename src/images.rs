@@ -422,7 +422,26 @@ async fn build(
             bail!("building {tag}: {err}");
         }
     }
+    prune_superseded(docker).await;
     Ok(())
+}
+
+/// Removes firedrill's own images that a rebuild left untagged.
+async fn prune_superseded(docker: &Docker) {
+    let filters: HashMap<String, Vec<String>> = [
+        ("dangling".to_string(), vec!["true".to_string()]),
+        ("label".to_string(), vec![INPUTS_LABEL.to_string()]),
+    ]
+    .into();
+    let list = docker
+        .list_images(Some(bollard::image::ListImagesOptions {
+            filters,
+            ..Default::default()
+        }))
+        .await;
+    for img in list.unwrap_or_default() {
+        let _ = docker.remove_image(&img.id, None, None).await;
+    }
 }
 
 /// Builds a component from its Debian package into a `FROM scratch` image.

@@ -277,7 +277,12 @@ async fn high_latency_p95_long_for_fails() {
 async fn ctrl_c_tears_down() {
     let _serial = SERIAL.lock().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(["drill", "--images", "offline", "scenarios/backend-down.yaml"])
+        .args([
+            "drill",
+            "--images",
+            "offline",
+            "scenarios/backend-down.yaml",
+        ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -287,14 +292,19 @@ async fn ctrl_c_tears_down() {
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     let mut seen = Vec::new();
-    while let Ok(Ok(Some(l))) = tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await {
+    while let Ok(Ok(Some(l))) =
+        tokio::time::timeout(std::time::Duration::from_secs(120), lines.next_line()).await
+    {
         let started = l.contains("expect_quiet");
         seen.push(l);
         if started {
             break;
         }
     }
-    assert!(seen.iter().any(|l| l.contains("expect_quiet")), "the drill did not start: {seen:?}");
+    assert!(
+        seen.iter().any(|l| l.contains("expect_quiet")),
+        "the drill did not start: {seen:?}"
+    );
     // SAFETY: kill(2) on our own child.
     unsafe {
         libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT);
@@ -306,9 +316,19 @@ async fn ctrl_c_tears_down() {
     assert!(!status.success());
     let all = seen.join("\n");
     assert!(all.contains("interrupted (Ctrl-C)"), "{all}");
-    let run_id = all.split("(run ").nth(1).and_then(|r| r.split(')').next()).expect("the run id is reported").to_string();
+    let run_id = all
+        .split("(run ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the run id is reported")
+        .to_string();
     let docker = firedrill::docker::connect().await.unwrap();
-    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 0));
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&run_id))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
 }
 
 /// `firedrill down` removes what a killed run (no teardown at all) left.
@@ -325,8 +345,25 @@ async fn down_removes_leftovers_by_label() {
         })
         .await
         .unwrap();
-    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 1));
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill")).args(["down", "--run", &run_id]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(firedrill::stack::leftovers(&docker, Some(&run_id)).await.unwrap(), (0, 0));
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&run_id))
+            .await
+            .unwrap(),
+        (0, 1)
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["down", "--run", &run_id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&run_id))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
 }
