@@ -6,6 +6,10 @@ use firedrill::observe::{Delivery, TeamsMock};
 use firedrill::spec::fixture::Profile;
 use serde_json::json;
 
+async fn status(req: reqwest::RequestBuilder) -> u16 {
+    req.send().await.unwrap().status().as_u16()
+}
+
 async fn serve(router: axum::Router) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -75,15 +79,7 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     let base = serve(Fixture::new(profile).router()).await;
     let http = reqwest::Client::new();
     for _ in 0..5 {
-        assert_eq!(
-            http.get(format!("{base}/api/health"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-            200
-        );
+        assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
     }
     let set = http
         .put(format!("{base}/-/control"))
@@ -93,26 +89,10 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
         .unwrap();
     assert!(set.status().is_success());
     for _ in 0..3 {
-        assert_eq!(
-            http.get(format!("{base}/api/health"))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16(),
-            503
-        );
+        assert_eq!(status(http.get(format!("{base}/api/health"))).await, 503);
     }
     // Other routes keep their profile.
-    assert_eq!(
-        http.post(format!("{base}/api/login"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status(http.post(format!("{base}/api/login"))).await, 200);
     let state: serde_json::Value = http
         .get(format!("{base}/-/control"))
         .send()
@@ -128,15 +108,7 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
         .unwrap()
         .error_for_status()
         .unwrap();
-    assert_eq!(
-        http.get(format!("{base}/api/health"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
     let text = http
         .get(format!("{base}/metrics"))
         .send()
@@ -152,13 +124,5 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     ] {
         assert!(text.contains(want), "missing {want} in\n{text}");
     }
-    assert_eq!(
-        http.get(format!("{base}/api/nope"))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        404
-    );
+    assert_eq!(status(http.get(format!("{base}/api/nope"))).await, 404);
 }

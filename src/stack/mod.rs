@@ -122,6 +122,24 @@ struct Plan {
     ready_path: &'static str,
 }
 
+impl Plan {
+    fn new(
+        image: String,
+        cmd: Vec<String>,
+        files: Vec<(String, Vec<u8>, u32)>,
+        ready_path: &'static str,
+    ) -> Plan {
+        Plan {
+            image,
+            cmd,
+            env: vec![],
+            files,
+            binds: vec![],
+            ready_path,
+        }
+    }
+}
+
 fn plan(
     name: &str,
     stack: &Stack,
@@ -138,9 +156,9 @@ fn plan(
             for (path, text) in &eff.prometheus_files {
                 files.push((path.clone(), text.clone().into_bytes(), 0o644));
             }
-            Plan {
-                image: images.component("prometheus")?.into(),
-                cmd: vec![
+            Plan::new(
+                images.component("prometheus")?.into(),
+                vec![
                     format!("--config.file={}/prometheus.yml", render::PROM_DIR),
                     "--storage.tsdb.path=/prometheus".into(),
                     format!("--web.listen-address={listen}"),
@@ -150,11 +168,9 @@ fn plan(
                         crate::spec::Dur(eff.resend_delay)
                     ),
                 ],
-                env: vec![],
                 files,
-                binds: vec![],
-                ready_path: "/-/ready",
-            }
+                "/-/ready",
+            )
         }
         Kind::Alertmanager => {
             let text = eff
@@ -162,29 +178,25 @@ fn plan(
                 .clone()
                 .ok_or_else(|| anyhow!("alertmanager config not rendered"))?;
             files.push((render::AM_CONFIG.to_string(), text.into_bytes(), 0o644));
-            Plan {
-                image: images.component("alertmanager")?.into(),
-                cmd: vec![
+            Plan::new(
+                images.component("alertmanager")?.into(),
+                vec![
                     format!("--config.file={}", render::AM_CONFIG),
                     "--storage.path=/alertmanager".into(),
                     format!("--web.listen-address={listen}"),
                     // A single instance: no gossip settle delay before notifying.
                     "--cluster.listen-address=".into(),
                 ],
-                env: vec![],
                 files,
-                binds: vec![],
-                ready_path: "/-/ready",
-            }
+                "/-/ready",
+            )
         }
-        Kind::NodeExporter => Plan {
-            image: images.component("node-exporter")?.into(),
-            cmd: vec![format!("--web.listen-address={listen}")],
-            env: vec![],
+        Kind::NodeExporter => Plan::new(
+            images.component("node-exporter")?.into(),
+            vec![format!("--web.listen-address={listen}")],
             files,
-            binds: vec![],
-            ready_path: "/metrics",
-        },
+            "/metrics",
+        ),
         Kind::Fixture => {
             let path = stack
                 .source
@@ -194,9 +206,9 @@ fn plan(
                 std::fs::read(&path)?,
                 0o644,
             ));
-            Plan {
-                image: images.firedrill.clone(),
-                cmd: vec![
+            Plan::new(
+                images.firedrill.clone(),
+                vec![
                     "fixture".into(),
                     "serve".into(),
                     "--profile".into(),
@@ -204,11 +216,9 @@ fn plan(
                     "--listen".into(),
                     format!("0.0.0.0:{port}"),
                 ],
-                env: vec![],
                 files,
-                binds: vec![],
-                ready_path: "/-/ready",
-            }
+                "/-/ready",
+            )
         }
         Kind::TeamsMock => {
             files.push((
@@ -216,20 +226,18 @@ fn plan(
                 token.as_bytes().to_vec(),
                 0o600,
             ));
-            Plan {
-                image: images.firedrill.clone(),
-                cmd: vec![
+            Plan::new(
+                images.firedrill.clone(),
+                vec![
                     "teams-mock".into(),
                     "--listen".into(),
                     format!("0.0.0.0:{port}"),
                     "--token-file".into(),
                     "/etc/firedrill/teams-token".into(),
                 ],
-                env: vec![],
                 files,
-                binds: vec![],
-                ready_path: "/-/ready",
-            }
+                "/-/ready",
+            )
         }
         Kind::Grafana => {
             let image = match &images.grafana {
