@@ -689,9 +689,8 @@ impl<'a> Drill<'a> {
 
     async fn finish_loads(&mut self, report: &mut DrillReport) {
         for l in self.loads.drain(..) {
-            l.interrupt();
             let plan = l.plan.clone();
-            let summary = l.finish().await.unwrap_or_else(|e| {
+            let summary = l.stop().await.unwrap_or_else(|e| {
                 tracing::warn!("load on {}{}: {e:#}", plan.url, plan.path);
                 LoadSummary::default()
             });

@@ -140,8 +140,8 @@ impl Background {
         Ok(Background { child, plan })
     }
 
-    /// Asks the load to stop now (goose stops on SIGINT and reports).
-    pub fn interrupt(&self) {
+    /// Asks the load to stop (goose stops on SIGINT and reports).
+    fn interrupt(&self) {
         if let Some(pid) = self.child.id() {
             // SAFETY: kill(2) on our own child's pid; no memory is touched.
             unsafe {
@@ -150,12 +150,13 @@ impl Background {
         }
     }
 
-    /// Waits for the load to end (bounded by its duration plus a margin).
-    pub async fn finish(self) -> Result<LoadSummary> {
-        let limit = self.plan.duration + Duration::from_secs(30);
-        let out = tokio::time::timeout(limit, self.child.wait_with_output())
+    /// Stops the load now and collects what the client saw. Bounded: a load
+    /// that does not stop within 15 s is killed (on drop).
+    pub async fn stop(self) -> Result<LoadSummary> {
+        self.interrupt();
+        let out = tokio::time::timeout(Duration::from_secs(15), self.child.wait_with_output())
             .await
-            .map_err(|_| anyhow!("the load process outlived its duration"))??;
+            .map_err(|_| anyhow!("the load process did not stop on SIGINT; killed"))??;
         if !out.status.success() {
             bail!(
                 "the load process failed: {}",

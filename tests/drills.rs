@@ -153,17 +153,16 @@ const WRONG_JOB: [(&str, &str, &str); 3] = [
     ),
 ];
 
-async fn wrong_job(i: usize) {
-    let (scenario, from, to) = WRONG_JOB[i];
+/// A rule-file edit (`patch`) that must make `scenario` fail at expect_alert.
+async fn broken_rules(patch: (&str, &str, &str), needles: &[&str]) {
+    let (scenario, from, to) = patch;
     let ws = Workspace::new();
     ws.patch("stack/prometheus/rules.yml", from, to);
-    assert_fails(
-        &ws,
-        scenario,
-        "expect_alert",
-        &["firing within", "returns no series"],
-    )
-    .await;
+    assert_fails(&ws, scenario, "expect_alert", needles).await;
+}
+
+async fn wrong_job(i: usize) {
+    broken_rules(WRONG_JOB[i], &["firing within", "returns no series"]).await;
 }
 
 #[tokio::test]
@@ -242,13 +241,8 @@ const LONG_FOR: [(&str, &str, &str); 3] = [
 ];
 
 async fn long_for(i: usize) {
-    let (scenario, from, to) = LONG_FOR[i];
-    let ws = Workspace::new();
-    ws.patch("stack/prometheus/rules.yml", from, to);
-    assert_fails(
-        &ws,
-        scenario,
-        "expect_alert",
+    broken_rules(
+        LONG_FOR[i],
         &[
             "the stack as configured allows",
             "the scenario requires within",
