@@ -38,6 +38,20 @@ pub enum Command {
         #[arg(long)]
         fail_fast: bool,
     },
+    /// Static checks of a stack, rule files or dashboards; no container.
+    Lint {
+        /// stack.yaml files, rule files or dashboard JSON (default: the reference stack).
+        #[arg(default_value = "stack/stack.yaml")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: crate::lint::output::Format,
+        /// Check metric names and jobs against this running Prometheus.
+        #[arg(long)]
+        live: Option<String>,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
     /// Validate scenarios and their stacks; starts no container.
     Check {
         #[arg(required = true)]
@@ -136,6 +150,12 @@ async fn run(cli: Cli) -> i32 {
             json,
             fail_fast,
         } => drill(&paths, images, stack.as_deref(), json.as_deref(), fail_fast).await,
+        Command::Lint {
+            paths,
+            format,
+            live,
+            deny_warnings,
+        } => lint(&paths, format, live.as_deref(), deny_warnings).await,
         Command::Check { paths, stack } => {
             let files = match scenario_files(&paths) {
                 Ok(f) => f,
@@ -252,6 +272,41 @@ async fn run(cli: Cli) -> i32 {
             }
         }
     }
+}
+
+async fn lint(
+    paths: &[PathBuf],
+    format: crate::lint::output::Format,
+    live: Option<&str>,
+    deny_warnings: bool,
+) -> i32 {
+    use crate::lint::output::{self, Format};
+    use std::io::IsTerminal;
+    for p in paths {
+        if !p.exists() {
+            return fail2(format!("{}: no such file", p.display()));
+        }
+    }
+    let live = match live {
+        Some(url) => match crate::lint::metrics::Live::fetch(url).await {
+            Ok(l) => Some(l),
+            Err(e) => return fail2(format!("--live {url}: {e:#}")),
+        },
+        None => None,
+    };
+    let opts = crate::lint::Options { live };
+    let mut report = crate::lint::Report::default();
+    for p in paths {
+        report.merge(crate::lint::lint_path(p, &opts));
+    }
+    let text = match format {
+        Format::Human => output::human(&report, std::io::stdout().is_terminal()),
+        Format::Json => output::json(&report),
+        Format::Junit => output::junit(&report),
+    };
+    println!("{text}");
+    let warnings = report.findings.len() - report.errors();
+    i32::from(report.errors() > 0 || (deny_warnings && warnings > 0))
 }
 
 fn fail2(e: impl std::fmt::Display) -> i32 {

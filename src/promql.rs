@@ -17,25 +17,26 @@ fn scale_offset(o: &mut Option<Offset>, f: f64) {
     }
 }
 
-fn walk_mut(e: &mut Expr, visit: &mut dyn FnMut(&mut Expr)) {
+/// Visits every node of an expression, parents first.
+pub fn walk(e: &mut Expr, visit: &mut dyn FnMut(&mut Expr)) {
     visit(e);
     match e {
         Expr::Aggregate(a) => {
-            walk_mut(&mut a.expr, visit);
+            walk(&mut a.expr, visit);
             if let Some(p) = a.param.as_mut() {
-                walk_mut(p, visit);
+                walk(p, visit);
             }
         }
-        Expr::Unary(u) => walk_mut(&mut u.expr, visit),
+        Expr::Unary(u) => walk(&mut u.expr, visit),
         Expr::Binary(b) => {
-            walk_mut(&mut b.lhs, visit);
-            walk_mut(&mut b.rhs, visit);
+            walk(&mut b.lhs, visit);
+            walk(&mut b.rhs, visit);
         }
-        Expr::Paren(p) => walk_mut(&mut p.expr, visit),
-        Expr::Subquery(s) => walk_mut(&mut s.expr, visit),
+        Expr::Paren(p) => walk(&mut p.expr, visit),
+        Expr::Subquery(s) => walk(&mut s.expr, visit),
         Expr::Call(c) => {
             for a in c.args.args.iter_mut() {
-                walk_mut(a, visit);
+                walk(a, visit);
             }
         }
         _ => {}
@@ -48,7 +49,7 @@ pub fn scale_expr(expr: &str, factor: f64) -> Result<String, String> {
     if (factor - 1.0).abs() < f64::EPSILON {
         return Ok(expr.to_string());
     }
-    walk_mut(&mut ast, &mut |e| match e {
+    walk(&mut ast, &mut |e| match e {
         Expr::MatrixSelector(m) => {
             scale(&mut m.range, factor);
             scale_offset(&mut m.vs.offset, factor);
@@ -71,7 +72,7 @@ pub fn scale_expr(expr: &str, factor: f64) -> Result<String, String> {
 pub fn max_lookback(expr: &str) -> Result<Duration, String> {
     let mut ast = parser::parse(expr)?;
     let mut max = Duration::ZERO;
-    walk_mut(&mut ast, &mut |e| {
+    walk(&mut ast, &mut |e| {
         let (range, off) = match e {
             Expr::MatrixSelector(m) => (m.range, m.vs.offset.clone()),
             Expr::Subquery(s) => (s.range, s.offset.clone()),

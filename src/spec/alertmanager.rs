@@ -45,6 +45,24 @@ pub struct Receiver {
     pub msteamsv2_configs: Vec<serde_yaml_ng::Value>,
     #[serde(default)]
     pub webhook_configs: Vec<serde_yaml_ng::Value>,
+    /// Every other integration (`email_configs`, `slack_configs`, …).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+impl Receiver {
+    /// How many notification integrations it has: zero means alerts routed here are dropped.
+    pub fn integrations(&self) -> usize {
+        self.msteams_configs.len()
+            + self.msteamsv2_configs.len()
+            + self.webhook_configs.len()
+            + self
+                .other
+                .iter()
+                .filter(|(k, _)| k.ends_with("_configs"))
+                .filter_map(|(_, v)| v.as_sequence().map(Vec::len))
+                .sum::<usize>()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -218,7 +218,6 @@ impl Prometheus {
                 }
             }
         }
-        check_duplicate_alerts(&rule_files, &mut errors);
         SpecErrors { errors }.into_result()?;
         Ok(Prometheus {
             source,
@@ -284,31 +283,6 @@ pub fn load_rule_file(source: Source, rel: PathBuf) -> Result<RuleFile, SpecErro
     }
     SpecErrors { errors }.into_result()?;
     Ok(RuleFile { rel, source, doc })
-}
-
-fn check_duplicate_alerts(files: &[RuleFile], errors: &mut Vec<SpecError>) {
-    // Same alert name in two groups is legal in Prometheus, but a drill could
-    // not tell them apart; same name within one group is what promtool rejects.
-    for rf in files {
-        for (gi, g) in rf.doc.groups.iter().enumerate() {
-            let mut seen = std::collections::HashSet::new();
-            for (ri, r) in g.rules.iter().enumerate() {
-                let name = r.alert.as_ref().or(r.record.as_ref());
-                if let Some(n) = name {
-                    let key = (n.clone(), r.labels.clone());
-                    if !seen.insert(key) {
-                        errors.push(rf.source.error(
-                            &format!("groups.{gi}.rules.{ri}"),
-                            format!(
-                                "rule `{n}` appears twice in group `{}` with the same labels",
-                                g.name
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// `host:port` targets of a job's static configs.

@@ -1,0 +1,239 @@
+//! `firedrill lint`: static checks of a stack, no container. Files parse;
+//! every rule and (interpolated) panel query parses; every metric a query
+//! selects is exposed by a target of the stack; datasources resolve; alert
+//! hygiene; routing reaches a receiver; no secret in clear text. Findings
+//! name file, line and column; they can be silenced per line or per file
+//! with a reason.
+
+pub mod dashboards;
+pub mod metrics;
+pub mod output;
+pub mod routing;
+pub mod rules;
+pub mod secrets;
+
+use crate::error::Pos;
+use crate::spec::source::Source;
+use crate::spec::stack::Stack;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Warning,
+    Error,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub severity: Severity,
+    pub file: PathBuf,
+    pub line: usize,
+    pub col: usize,
+    pub message: String,
+    pub help: Option<String>,
+}
+
+impl Finding {
+    pub fn at(
+        check: &'static str,
+        severity: Severity,
+        src: &Source,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Finding {
+        let p = src.pos(path);
+        Finding::pos(check, severity, &src.path, p, message)
+    }
+    pub fn pos(
+        check: &'static str,
+        severity: Severity,
+        file: &Path,
+        p: Pos,
+        message: impl Into<String>,
+    ) -> Finding {
+        Finding {
+            check,
+            severity,
+            file: file.to_path_buf(),
+            line: p.line.max(1),
+            col: p.col.max(1),
+            message: message.into(),
+            help: None,
+        }
+    }
+    pub fn help(mut self, h: impl Into<String>) -> Self {
+        self.help = Some(h.into());
+        self
+    }
+}
+
+/// Where a stack's alerts go, as `amtool config routes test` would answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Route {
+    pub alert: String,
+    pub receivers: Vec<String>,
+}
+
+/// Everything lint found, plus what it looked at.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub findings: Vec<Finding>,
+    pub silenced: usize,
+    pub routes: Vec<Route>,
+    pub files: usize,
+    pub rules: usize,
+    pub queries: usize,
+}
+
+impl Report {
+    pub fn errors(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+            .count()
+    }
+    /// Adds another report's findings and counts to this one.
+    pub fn merge(&mut self, other: Report) {
+        self.findings.extend(other.findings);
+        self.silenced += other.silenced;
+        self.routes.extend(other.routes);
+        self.files += other.files;
+        self.rules += other.rules;
+        self.queries += other.queries;
+    }
+}
+
+/// Options of a lint run.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Metric names and jobs from a running Prometheus (`--live`).
+    pub live: Option<metrics::Live>,
+}
+
+fn from_spec(e: &crate::error::SpecError) -> Finding {
+    Finding::pos(
+        "config",
+        Severity::Error,
+        Path::new(&e.file),
+        Pos {
+            line: e.line,
+            col: e.col,
+        },
+        e.message.clone(),
+    )
+}
+
+/// Lints a stack, a rule file or a dashboard, told apart by content.
+pub fn lint_path(path: &Path, opts: &Options) -> Report {
+    let mut report = match kind_of(path) {
+        Kind::Dashboard => dashboards::lint_file(path, None),
+        Kind::Rules => rules::lint_file(path),
+        Kind::Stack => lint_stack(path, opts),
+    };
+    silence(&mut report);
+    report
+        .findings
+        .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+    report
+}
+
+enum Kind {
+    Stack,
+    Rules,
+    Dashboard,
+}
+
+fn kind_of(path: &Path) -> Kind {
+    if path.extension().is_some_and(|e| e == "json") {
+        return Kind::Dashboard;
+    }
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    if text.lines().any(|l| l.starts_with("services:")) {
+        Kind::Stack
+    } else {
+        Kind::Rules
+    }
+}
+
+/// Lints a whole stack: its configs, rule files, routing, dashboards, secrets.
+pub fn lint_stack(path: &Path, opts: &Options) -> Report {
+    let mut report = Report::default();
+    let stack = match Stack::load(path) {
+        Ok(s) => s,
+        Err(e) => {
+            report.findings.extend(e.errors.iter().map(from_spec));
+            return report;
+        }
+    };
+    report.files += 2
+        + stack.prometheus.rule_files.len()
+        + usize::from(stack.alertmanager.is_some())
+        + stack.fixtures.len();
+    let catalog = metrics::Catalog::of_stack(&stack, opts.live.clone());
+    for rf in &stack.prometheus.rule_files {
+        report.merge(rules::lint_rules(rf, Some((&stack, &catalog))));
+    }
+    report
+        .findings
+        .extend(rules::duplicates(&stack.prometheus.rule_files));
+    report.merge(routing::lint_routing(&stack));
+    report.merge(dashboards::lint_stack_dashboards(&stack, &catalog));
+    report.findings.extend(secrets::lint_stack(&stack));
+    report
+}
+
+/// `# firedrill-lint: ignore[check] reason` on the line or the line above
+/// silences one finding; `ignore-file[check] reason` the whole file. A
+/// silence without a reason is itself a finding. In JSON files, which
+/// have no comments, list silences in the stack's `lint.ignore`.
+fn silence(report: &mut Report) {
+    let mut texts: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
+    let mut kept = Vec::new();
+    let mut extra = Vec::new();
+    for f in report.findings.drain(..) {
+        let lines = texts.entry(f.file.clone()).or_insert_with(|| {
+            std::fs::read_to_string(&f.file)
+                .unwrap_or_default()
+                .lines()
+                .map(String::from)
+                .collect()
+        });
+        let directive = |line: &str, file_wide: bool| -> Option<(String, String)> {
+            let key = if file_wide {
+                "firedrill-lint: ignore-file["
+            } else {
+                "firedrill-lint: ignore["
+            };
+            let rest = &line[line.find(key)? + key.len()..];
+            let (check, reason) = rest.split_once(']')?;
+            Some((check.trim().to_string(), reason.trim().to_string()))
+        };
+        let here = [f.line.checked_sub(1), f.line.checked_sub(2)]
+            .into_iter()
+            .flatten()
+            .filter_map(|i| lines.get(i))
+            .find_map(|l| directive(l, false))
+            .or_else(|| lines.iter().find_map(|l| directive(l, true)));
+        match here {
+            Some((check, reason)) if check == f.check || check == "all" => {
+                if reason.is_empty() {
+                    extra.push(Finding {
+                        check: "silence",
+                        severity: Severity::Error,
+                        message: format!("silencing `{check}` needs a reason"),
+                        help: None,
+                        ..f.clone()
+                    });
+                }
+                report.silenced += 1;
+            }
+            _ => kept.push(f),
+        }
+    }
+    kept.extend(extra);
+    report.findings = kept;
+}
