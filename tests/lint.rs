@@ -273,6 +273,25 @@ fn silences_need_a_reason() {
 }
 
 #[test]
+fn json_files_are_silenced_from_stack_yaml() {
+    let ws = Ws::new();
+    ws.patch(
+        "stack/grafana/dashboards/ft_transcendence.json",
+        r#""expr": "process_resident_memory_bytes{job=\"backend\"}""#,
+        r#""expr": "process_resident_memory{job=\"backend\"}""#,
+    );
+    std::fs::write(
+        ws.path("stack/stack.yaml"),
+        std::fs::read_to_string(ws.path("stack/stack.yaml")).unwrap()
+            + "lint:\n  ignore:\n    - {file: grafana/dashboards/ft_transcendence.json, check: unknown-metric, reason: renamed in the next release}\n",
+    )
+    .unwrap();
+    let r = ws.lint();
+    assert!(r.findings.is_empty(), "{}", output::human(&r, false));
+    assert_eq!(r.silenced, 1);
+}
+
+#[test]
 fn outputs() {
     let ws = Ws::new();
     ws.patch(

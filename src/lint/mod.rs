@@ -129,12 +129,13 @@ fn from_spec(e: &crate::error::SpecError) -> Finding {
 
 /// Lints a stack, a rule file or a dashboard, told apart by content.
 pub fn lint_path(path: &Path, opts: &Options) -> Report {
+    let mut ignores = Vec::new();
     let mut report = match kind_of(path) {
         Kind::Dashboard => dashboards::lint_file(path, None),
         Kind::Rules => rules::lint_file(path),
-        Kind::Stack => lint_stack(path, opts),
+        Kind::Stack => lint_stack(path, opts, &mut ignores),
     };
-    silence(&mut report);
+    silence(&mut report, &ignores);
     report
         .findings
         .sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
@@ -160,7 +161,7 @@ fn kind_of(path: &Path) -> Kind {
 }
 
 /// Lints a whole stack: its configs, rule files, routing, dashboards, secrets.
-pub fn lint_stack(path: &Path, opts: &Options) -> Report {
+fn lint_stack(path: &Path, opts: &Options, ignores: &mut Vec<(PathBuf, String, String)>) -> Report {
     let mut report = Report::default();
     let stack = match Stack::load(path) {
         Ok(s) => s,
@@ -169,6 +170,13 @@ pub fn lint_stack(path: &Path, opts: &Options) -> Report {
             return report;
         }
     };
+    for i in &stack.doc.lint.ignore {
+        ignores.push((
+            stack.source.relative(&i.file),
+            i.check.clone(),
+            i.reason.clone(),
+        ));
+    }
     report.files += 2
         + stack.prometheus.rule_files.len()
         + usize::from(stack.alertmanager.is_some())
@@ -186,11 +194,18 @@ pub fn lint_stack(path: &Path, opts: &Options) -> Report {
     report
 }
 
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// `# firedrill-lint: ignore[check] reason` on the line or the line above
 /// silences one finding; `ignore-file[check] reason` the whole file. A
 /// silence without a reason is itself a finding. In JSON files, which
 /// have no comments, list silences in the stack's `lint.ignore`.
-fn silence(report: &mut Report) {
+fn silence(report: &mut Report, ignores: &[(PathBuf, String, String)]) {
     let mut texts: BTreeMap<PathBuf, Vec<String>> = BTreeMap::new();
     let mut kept = Vec::new();
     let mut extra = Vec::new();
@@ -212,12 +227,16 @@ fn silence(report: &mut Report) {
             let (check, reason) = rest.split_once(']')?;
             Some((check.trim().to_string(), reason.trim().to_string()))
         };
+        let listed = ignores.iter().find(|(file, check, _)| {
+            (check == f.check || check == "all") && same_file(file, &f.file)
+        });
         let here = [f.line.checked_sub(1), f.line.checked_sub(2)]
             .into_iter()
             .flatten()
             .filter_map(|i| lines.get(i))
             .find_map(|l| directive(l, false))
-            .or_else(|| lines.iter().find_map(|l| directive(l, true)));
+            .or_else(|| lines.iter().find_map(|l| directive(l, true)))
+            .or_else(|| listed.map(|(_, c, r)| (c.clone(), r.clone())));
         match here {
             Some((check, reason)) if check == f.check || check == "all" => {
                 if reason.is_empty() {

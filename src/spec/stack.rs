@@ -70,11 +70,30 @@ pub struct ServiceSpec {
     pub args: Vec<String>,
 }
 
+/// A lint finding silenced for a file that cannot hold comments (JSON).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintIgnore {
+    /// Relative to stack.yaml.
+    pub file: String,
+    pub check: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LintConfig {
+    #[serde(default)]
+    pub ignore: Vec<LintIgnore>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackDoc {
     pub name: String,
     pub services: BTreeMap<String, ServiceSpec>,
+    #[serde(default)]
+    pub lint: LintConfig,
 }
 
 /// A stack with every file it names loaded and validated.
