@@ -43,6 +43,17 @@ impl Default for Options {
 pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)> {
     let scenario =
         Scenario::load(path, stack).map_err(|e| anyhow!(crate::report::render_spec_errors(&e)))?;
+    // Files the drill does not read itself (dashboards, provisioning) must parse too.
+    let mut lint = crate::lint::lint_path(&scenario.stack_path, &crate::lint::Options::default());
+    lint.findings
+        .retain(|f| matches!(f.check, "config" | "promql" | "datasource"));
+    if !lint.findings.is_empty() {
+        lint.routes.clear();
+        return Err(anyhow!(
+            "{}",
+            crate::lint::output::human(&lint, false).trim_end()
+        ));
+    }
     let eff = render::render(&scenario.stack, scenario.doc.time_scale)?;
     Ok((scenario, eff))
 }

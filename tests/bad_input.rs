@@ -129,3 +129,30 @@ fn cli_fixture_check() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A malformed dashboard of the stack stops a drill before any container.
+#[test]
+fn malformed_dashboard_refuses_the_drill() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["stack", "fixtures", "scenarios"] {
+        let out = Command::new("cp")
+            .arg("-r")
+            .arg(d)
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(out.success());
+    }
+    let dash = dir
+        .path()
+        .join("stack/grafana/dashboards/ft_transcendence.json");
+    let text = std::fs::read_to_string(&dash).unwrap();
+    std::fs::write(&dash, text.replacen("\"panels\": [", "\"panels\": [,", 1)).unwrap();
+    let e = firedrill::drill::check(&dir.path().join("scenarios/backend-down.yaml"), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("ft_transcendence.json:18:") && e.contains("invalid JSON"),
+        "{e}"
+    );
+}
