@@ -447,33 +447,25 @@ pub fn interpolate(
                 .take_while(|c| c.is_ascii_alphanumeric() || *c == b'_')
                 .count()
         };
-        if let Some(inner) = rest.strip_prefix("${") {
-            if let Some(end) = inner.find('}') {
+        // `${name:format}` and the deprecated `[[name:format]]`.
+        let braced = [("${", "}"), ("[[", "]]")]
+            .into_iter()
+            .find_map(|(open, close)| {
+                let inner = rest.strip_prefix(open)?;
+                let end = inner.find(close)?;
                 let body = &inner[..end];
                 let (name, fmt) = match body.split_once(':') {
                     Some((n, f)) => (n, Some(f)),
                     None => (body, None),
                 };
-                if let Some(v) = lookup(name, fmt) {
-                    out.push_str(&v);
-                    i += 3 + end;
-                    continue;
-                }
-            }
-        } else if let Some(inner) = rest.strip_prefix("[[") {
-            if let Some(end) = inner.find("]]") {
-                let body = &inner[..end];
-                let (name, fmt) = match body.split_once(':') {
-                    Some((n, f)) => (n, Some(f)),
-                    None => (body, None),
-                };
-                if let Some(v) = lookup(name, fmt) {
-                    out.push_str(&v);
-                    i += 4 + end;
-                    continue;
-                }
-            }
-        } else if let Some(inner) = rest.strip_prefix('$') {
+                Some((lookup(name, fmt)?, open.len() + end + close.len()))
+            });
+        if let Some((v, len)) = braced {
+            out.push_str(&v);
+            i += len;
+            continue;
+        }
+        if let Some(inner) = rest.strip_prefix('$') {
             // Grafana's `\$(\w+)`: the whole word is the name; an unknown one stays.
             let n = ident_len(inner);
             if n > 0 {

@@ -6,6 +6,9 @@
 //!
 //! Docker is required: without it these tests fail, they never skip.
 
+mod common;
+use common::copy_dir;
+
 use firedrill::drill::{self, Options};
 use firedrill::images::ImageSource;
 use firedrill::report::{DrillReport, Status};
@@ -17,19 +20,6 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// A copy of the repository's stack, fixtures and scenarios, to break.
 struct Workspace {
     dir: tempfile::TempDir,
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest);
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
 }
 
 impl Workspace {

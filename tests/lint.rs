@@ -3,23 +3,13 @@
 //! panic, valid upstream files give no error, and the files promtool itself
 //! rejects are rejected.
 
+mod common;
+use common::copy_dir;
+
 use firedrill::lint::{self, output, Report, Severity};
 use std::path::{Path, PathBuf};
 
 struct Ws(tempfile::TempDir);
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let p = e.unwrap().path();
-        let dest = to.join(p.file_name().unwrap());
-        if p.is_dir() {
-            copy_dir(&p, &dest)
-        } else {
-            std::fs::copy(&p, &dest).unwrap();
-        }
-    }
-}
 
 impl Ws {
     fn new() -> Ws {
