@@ -126,3 +126,180 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     }
     assert_eq!(status(http.get(format!("{base}/api/nope"))).await, 404);
 }
+
+/// A sample of one unlabelled family from the fixture's /metrics.
+async fn sample(http: &reqwest::Client, base: &str, family: &str) -> f64 {
+    let text = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with(&format!("{family}{{}} ")))
+        .unwrap_or_else(|| panic!("no {family} in\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+async fn backend() -> (reqwest::Client, String) {
+    let profile = Profile::load(std::path::Path::new("fixtures/backend.yaml")).unwrap();
+    (
+        reqwest::Client::new(),
+        serve(Fixture::new(profile).router()).await,
+    )
+}
+
+#[tokio::test]
+async fn memory_hog_shows_in_resident_memory() {
+    let (http, base) = backend().await;
+    let before = sample(&http, &base, "process_resident_memory_bytes").await;
+    let st: serde_json::Value = http
+        .put(format!("{base}/-/control"))
+        .json(&json!({"memory": "96MiB"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["memory_held_bytes"], 96 << 20);
+    let held = sample(&http, &base, "process_resident_memory_bytes").await;
+    assert!(
+        held - before >= 90.0 * 1024.0 * 1024.0,
+        "RSS {before} → {held}"
+    );
+    http.delete(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap();
+    let after = sample(&http, &base, "process_resident_memory_bytes").await;
+    assert!(
+        held - after >= 80.0 * 1024.0 * 1024.0,
+        "RSS not released: {held} → {after}"
+    );
+}
+
+#[tokio::test]
+async fn cpu_burn_shows_in_cpu_seconds() {
+    let (http, base) = backend().await;
+    let before = sample(&http, &base, "process_cpu_seconds_total").await;
+    let st: serde_json::Value = http
+        .put(format!("{base}/-/control"))
+        .json(&json!({"cpu_cores": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["cpu_cores_burning"], 1);
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let burnt = sample(&http, &base, "process_cpu_seconds_total").await;
+    http.delete(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap();
+    assert!(burnt - before >= 0.3, "CPU seconds {before} → {burnt}");
+}
+
+#[tokio::test]
+async fn hang_stops_answering_until_undone() {
+    let (http, base) = backend().await;
+    http.put(format!("{base}/-/control"))
+        .json(&json!({"hang": true}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let short = |path: &str| {
+        http.get(format!("{base}{path}"))
+            .timeout(std::time::Duration::from_millis(500))
+            .send()
+    };
+    assert!(short("/api/health").await.unwrap_err().is_timeout());
+    assert!(short("/metrics").await.unwrap_err().is_timeout());
+    // The control API still answers, and says so.
+    let st: serde_json::Value = http
+        .get(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(st["hung"], true);
+    http.delete(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
+}
+
+#[tokio::test]
+async fn model_unloaded_answers_503_and_shows_in_model_loaded() {
+    let text = "name: ml\nfamilies:\n  - {name: model_loaded, type: gauge, source: model_loaded}\nroutes:\n  - {method: POST, path: /predict, latency: {median: 1ms, p99: 2ms}, needs_model: true}\n";
+    let p = Profile::from_source(&firedrill::spec::source::Source::from_text(
+        std::path::Path::new("ml.yaml"),
+        text.into(),
+    ))
+    .unwrap();
+    let base = serve(Fixture::new(p).router()).await;
+    let http = reqwest::Client::new();
+    assert_eq!(status(http.post(format!("{base}/predict"))).await, 200);
+    assert_eq!(sample(&http, &base, "model_loaded").await, 1.0);
+    http.put(format!("{base}/-/control"))
+        .json(&json!({"model_loaded": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(http.post(format!("{base}/predict"))).await, 503);
+    assert_eq!(sample(&http, &base, "model_loaded").await, 0.0);
+}
+
+#[tokio::test]
+async fn exit_ends_the_process_with_its_code() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args([
+            "fixture",
+            "serve",
+            "--profile",
+            "fixtures/backend.yaml",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..100 {
+        if http.get(format!("{base}/-/ready")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "the fixture did not start");
+    http.put(format!("{base}/-/control"))
+        .json(&json!({"exit": 3}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let code = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(code.code(), Some(3));
+}

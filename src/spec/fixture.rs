@@ -38,6 +38,8 @@ pub enum MetricSource {
     ProcessStartTimeSeconds,
     /// A fixed value (`value:`), e.g. `*_info` families.
     Constant,
+    /// 1 while the model is loaded, 0 once chaos unloads it.
+    ModelLoaded,
 }
 
 impl MetricSource {
@@ -98,6 +100,9 @@ pub struct RouteSpec {
     pub error_status: u16,
     #[serde(default = "two_hundred")]
     pub status: u16,
+    /// Answers 503 while the model is unloaded.
+    #[serde(default)]
+    pub needs_model: bool,
 }
 
 fn get() -> String {

@@ -60,6 +60,57 @@ impl Serialize for Dur {
     }
 }
 
+/// A size such as `512MiB`, `2GiB`, `100MB` or a bare number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Bytes(pub u64);
+
+impl Bytes {
+    pub fn parse(s: &str) -> Result<Bytes, String> {
+        let s = s.trim();
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let n: f64 = num
+            .parse()
+            .map_err(|_| format!("malformed size `{s}`: write it like 512MiB or 2GiB"))?;
+        let mult: f64 =
+            match unit.trim() {
+                "" | "B" => 1.0,
+                "KB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                "KiB" => 1024.0,
+                "MiB" => 1024.0 * 1024.0,
+                "GiB" => 1024.0 * 1024.0 * 1024.0,
+                other => return Err(format!(
+                    "malformed size `{s}`: unknown unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)"
+                )),
+            };
+        Ok(Bytes((n * mult) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        let v = serde_yaml_ng::Value::deserialize(d)?;
+        match v {
+            serde_yaml_ng::Value::Number(n) => n
+                .as_u64()
+                .map(Bytes)
+                .ok_or_else(|| serde::de::Error::custom("a size is a whole number of bytes")),
+            serde_yaml_ng::Value::String(s) => Bytes::parse(&s).map_err(serde::de::Error::custom),
+            _ => Err(serde::de::Error::custom("a size is written like 512MiB")),
+        }
+    }
+}
+
+impl Serialize for Bytes {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(self.0)
+    }
+}
+
 /// An arrival rate such as `20/s`, `600/m` or a bare number (per second).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Rate(pub f64);
@@ -115,6 +166,14 @@ mod tests {
         assert!(Dur::parse("5x")
             .unwrap_err()
             .contains("malformed duration `5x`"));
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(Bytes::parse("512MiB").unwrap().0, 512 << 20);
+        assert_eq!(Bytes::parse("1.5GB").unwrap().0, 1_500_000_000);
+        assert_eq!(Bytes::parse("4096").unwrap().0, 4096);
+        assert!(Bytes::parse("12 parsecs").is_err());
     }
 
     #[test]

@@ -39,6 +39,21 @@ pub struct FixtureSet {
     /// Limit the change to one route path (default: all routes).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub route: Option<String>,
+    /// Allocate and hold this much memory (e.g. `512MiB`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory: Option<super::Bytes>,
+    /// Burn CPU on this many cores.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<u32>,
+    /// Stop answering (every route but the control API) while the process lives.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hang: Option<bool>,
+    /// Exit with this code (the one fault that cannot be undone).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exit: Option<i32>,
+    /// The model is loaded (`model_loaded` families; model routes answer 503 when not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_loaded: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
