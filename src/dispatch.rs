@@ -336,6 +336,7 @@ async fn drill(
         images,
         stack: stack.map(Path::to_path_buf),
         fail_fast,
+        prepared: tokio::sync::OnceCell::new(),
         on_step: Box::new(|r| println!("{}", r.line())),
     };
     let mut reports = Vec::new();

@@ -24,6 +24,8 @@ pub struct Options {
     pub stack: Option<PathBuf>,
     /// Stop at the first failed step (the rest are not run).
     pub fail_fast: bool,
+    /// The images, made present by the first drill and reused by the next.
+    pub prepared: tokio::sync::OnceCell<images::Images>,
     /// Called as each step ends (the CLI prints it).
     pub on_step: Box<dyn Fn(&StepResult) + Send + Sync>,
 }
@@ -34,6 +36,7 @@ impl Default for Options {
             images: ImageSource::Auto,
             stack: None,
             fail_fast: false,
+            prepared: tokio::sync::OnceCell::new(),
             on_step: Box::new(|_| {}),
         }
     }
@@ -63,15 +66,20 @@ pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
     let started = Instant::now();
     let (scenario, eff) = check(path, opts.stack.as_deref())?;
     let docker = crate::docker::connect().await?;
-    let bin = images::firedrill_binary()?;
-    let imgs = images::ensure(&docker, opts.images, &bin).await?;
+    // Once per suite: the binary is hashed and every image checked only here.
+    let imgs = opts
+        .prepared
+        .get_or_try_init(|| async {
+            images::ensure(&docker, opts.images, &images::firedrill_binary()?).await
+        })
+        .await?;
     let run_id = crate::stack::new_run_id();
     let mut report = DrillReport::new(&scenario, &run_id);
     let interrupted = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     let body = async {
-        let running = Running::up(&docker, &scenario.stack, &eff, &imgs, &run_id).await?;
+        let running = Running::up(&docker, &scenario.stack, &eff, imgs, &run_id).await?;
         report.bring_up = running.bring_up;
         for s in running.services.values() {
             if let Some(why) = &s.skipped {

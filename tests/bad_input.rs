@@ -156,3 +156,31 @@ fn malformed_dashboard_refuses_the_drill() {
         "{e}"
     );
 }
+
+/// Every error of a stack's broken fixture profile is reported, not the first only.
+#[test]
+fn all_profile_errors_reach_the_stack() {
+    let dir = tempfile::tempdir().unwrap();
+    for d in ["stack", "fixtures"] {
+        assert!(Command::new("cp")
+            .arg("-r")
+            .arg(d)
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success());
+    }
+    let p = dir.path().join("fixtures/backend.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    let text = text
+        .replace("[0.005, 0.01, 0.025", "[0.01, 0.005, 0.025")
+        .replace("error_ratio: 0.002", "error_ratio: 2");
+    std::fs::write(&p, text).unwrap();
+    let e = firedrill::spec::stack::Stack::load(&dir.path().join("stack/stack.yaml")).unwrap_err();
+    let msgs: Vec<&str> = e.errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(msgs.len(), 2, "{msgs:?}");
+    assert!(
+        msgs[0].contains("must increase strictly") && msgs[1].contains("between 0 and 1"),
+        "{msgs:?}"
+    );
+}

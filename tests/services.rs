@@ -10,6 +10,42 @@ async fn status(req: reqwest::RequestBuilder) -> u16 {
     req.send().await.unwrap().status().as_u16()
 }
 
+/// Changes a fixture's behaviour; the answer is what is in force.
+async fn set_control(
+    http: &reqwest::Client,
+    base: &str,
+    set: &serde_json::Value,
+) -> serde_json::Value {
+    let r = http
+        .put(format!("{base}/-/control"))
+        .json(set)
+        .send()
+        .await
+        .unwrap();
+    r.error_for_status().unwrap().json().await.unwrap()
+}
+
+/// What a fixture says is in force (`GET /-/control`).
+async fn control_state(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    http.get(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Puts a fixture back to its profile.
+async fn reset_control(http: &reqwest::Client, base: &str) {
+    http.delete(format!("{base}/-/control"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+}
+
 async fn serve(router: axum::Router) -> String {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
@@ -33,27 +69,22 @@ async fn teams_mock_accepts_rejects_and_records() {
         (ok.status().as_u16(), ok.text().await.unwrap()),
         (200, "1".to_string())
     );
-    let bad = http
-        .post(format!("{base}/webhook/s3cret"))
-        .json(&json!({"type":"MessageCard","title":"no text"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad.status().as_u16(), 400);
-    let wrong = http
-        .post(format!("{base}/webhook/other"))
-        .json(&card)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status().as_u16(), 404);
-    let elsewhere = http
-        .post(format!("{base}/webhookb2/s3cret"))
-        .json(&card)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(elsewhere.status().as_u16(), 404);
+    assert_eq!(
+        status(
+            http.post(format!("{base}/webhook/s3cret"))
+                .json(&json!({"type":"MessageCard","title":"no text"}))
+        )
+        .await,
+        400
+    );
+    assert_eq!(
+        status(http.post(format!("{base}/webhook/other")).json(&card)).await,
+        404
+    );
+    assert_eq!(
+        status(http.post(format!("{base}/webhookb2/s3cret")).json(&card)).await,
+        404
+    );
     let ds: Vec<Delivery> = TeamsMock::new(base).deliveries().await.unwrap();
     let summary: Vec<(String, u16, String)> = ds
         .iter()
@@ -81,33 +112,21 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     for _ in 0..5 {
         assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
     }
-    let set = http
-        .put(format!("{base}/-/control"))
-        .json(&json!({"error_ratio": 1.0, "error_status": 503, "route": "/api/health"}))
-        .send()
-        .await
-        .unwrap();
-    assert!(set.status().is_success());
+    let set = set_control(
+        &http,
+        &base,
+        &json!({"error_ratio": 1.0, "error_status": 503, "route": "/api/health"}),
+    )
+    .await;
+    assert_eq!(set["error_ratio"], 1.0);
     for _ in 0..3 {
         assert_eq!(status(http.get(format!("{base}/api/health"))).await, 503);
     }
     // Other routes keep their profile.
     assert_eq!(status(http.post(format!("{base}/api/login"))).await, 200);
-    let state: serde_json::Value = http
-        .get(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let state = control_state(&http, &base).await;
     assert_eq!(state["error_status"], 503);
-    http.delete(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    reset_control(&http, &base).await;
     assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
     let text = http
         .get(format!("{base}/metrics"))
@@ -156,25 +175,14 @@ async fn backend() -> (reqwest::Client, String) {
 async fn memory_hog_shows_in_resident_memory() {
     let (http, base) = backend().await;
     let before = sample(&http, &base, "process_resident_memory_bytes").await;
-    let st: serde_json::Value = http
-        .put(format!("{base}/-/control"))
-        .json(&json!({"memory": "96MiB"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st = set_control(&http, &base, &json!({"memory": "96MiB"})).await;
     assert_eq!(st["memory_held_bytes"], 96 << 20);
     let held = sample(&http, &base, "process_resident_memory_bytes").await;
     assert!(
         held - before >= 90.0 * 1024.0 * 1024.0,
         "RSS {before} → {held}"
     );
-    http.delete(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap();
+    reset_control(&http, &base).await;
     let after = sample(&http, &base, "process_resident_memory_bytes").await;
     assert!(
         held - after >= 80.0 * 1024.0 * 1024.0,
@@ -186,35 +194,18 @@ async fn memory_hog_shows_in_resident_memory() {
 async fn cpu_burn_shows_in_cpu_seconds() {
     let (http, base) = backend().await;
     let before = sample(&http, &base, "process_cpu_seconds_total").await;
-    let st: serde_json::Value = http
-        .put(format!("{base}/-/control"))
-        .json(&json!({"cpu_cores": 1}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st = set_control(&http, &base, &json!({"cpu_cores": 1})).await;
     assert_eq!(st["cpu_cores_burning"], 1);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let burnt = sample(&http, &base, "process_cpu_seconds_total").await;
-    http.delete(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap();
+    reset_control(&http, &base).await;
     assert!(burnt - before >= 0.3, "CPU seconds {before} → {burnt}");
 }
 
 #[tokio::test]
 async fn hang_stops_answering_until_undone() {
     let (http, base) = backend().await;
-    http.put(format!("{base}/-/control"))
-        .json(&json!({"hang": true}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    set_control(&http, &base, &json!({"hang": true})).await;
     let short = |path: &str| {
         http.get(format!("{base}{path}"))
             .timeout(std::time::Duration::from_millis(500))
@@ -223,19 +214,9 @@ async fn hang_stops_answering_until_undone() {
     assert!(short("/api/health").await.unwrap_err().is_timeout());
     assert!(short("/metrics").await.unwrap_err().is_timeout());
     // The control API still answers, and says so.
-    let st: serde_json::Value = http
-        .get(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let st = control_state(&http, &base).await;
     assert_eq!(st["hung"], true);
-    http.delete(format!("{base}/-/control"))
-        .send()
-        .await
-        .unwrap();
+    reset_control(&http, &base).await;
     assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
 }
 
@@ -251,11 +232,7 @@ async fn model_unloaded_answers_503_and_shows_in_model_loaded() {
     let http = reqwest::Client::new();
     assert_eq!(status(http.post(format!("{base}/predict"))).await, 200);
     assert_eq!(sample(&http, &base, "model_loaded").await, 1.0);
-    http.put(format!("{base}/-/control"))
-        .json(&json!({"model_loaded": false}))
-        .send()
-        .await
-        .unwrap();
+    set_control(&http, &base, &json!({"model_loaded": false})).await;
     assert_eq!(status(http.post(format!("{base}/predict"))).await, 503);
     assert_eq!(sample(&http, &base, "model_loaded").await, 0.0);
 }
@@ -290,13 +267,7 @@ async fn exit_ends_the_process_with_its_code() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(up, "the fixture did not start");
-    http.put(format!("{base}/-/control"))
-        .json(&json!({"exit": 3}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap();
+    set_control(&http, &base, &json!({"exit": 3})).await;
     let code = tokio::time::timeout(std::time::Duration::from_secs(10), child.wait())
         .await
         .unwrap()

@@ -74,19 +74,21 @@ impl Bytes {
         let n: f64 = num
             .parse()
             .map_err(|_| format!("malformed size `{s}`: write it like 512MiB or 2GiB"))?;
-        let mult: f64 =
-            match unit.trim() {
-                "" | "B" => 1.0,
-                "KB" => 1e3,
-                "MB" => 1e6,
-                "GB" => 1e9,
-                "KiB" => 1024.0,
-                "MiB" => 1024.0 * 1024.0,
-                "GiB" => 1024.0 * 1024.0 * 1024.0,
-                other => return Err(format!(
-                    "malformed size `{s}`: unknown unit `{other}` (B, KB, MB, GB, KiB, MiB, GiB)"
-                )),
-            };
+        const UNITS: &str = "B, KB, MB, GB, KiB, MiB, GiB";
+        let mult: f64 = match unit.trim() {
+            "" | "B" => 1.0,
+            "KB" => 1e3,
+            "MB" => 1e6,
+            "GB" => 1e9,
+            "KiB" => 1024.0,
+            "MiB" => 1024.0 * 1024.0,
+            "GiB" => 1024.0 * 1024.0 * 1024.0,
+            other => {
+                return Err(format!(
+                    "malformed size `{s}`: unit `{other}` is not one of {UNITS}"
+                ))
+            }
+        };
         Ok(Bytes((n * mult) as u64))
     }
 }

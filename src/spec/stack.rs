@@ -162,13 +162,15 @@ impl Stack {
         let mut fixtures = BTreeMap::new();
         for (name, svc) in &doc.services {
             if svc.kind == Kind::Fixture {
+                // Every error of a broken profile is reported, not just the first.
                 match need(name, &svc.profile, "profile")
-                    .and_then(|p| Profile::load(&p).map_err(|mut e| e.errors.remove(0)))
+                    .map_err(|e| SpecErrors { errors: vec![e] })
+                    .and_then(|p| Profile::load(&p))
                 {
                     Ok(p) => {
                         fixtures.insert(name.clone(), p);
                     }
-                    Err(e) => errors.push(e),
+                    Err(mut e) => errors.append(&mut e.errors),
                 }
             }
             for (i, s) in svc.secrets.iter().enumerate() {
