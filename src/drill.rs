@@ -497,8 +497,11 @@ impl<'a> Drill<'a> {
         t: &Timing,
     ) -> Option<DateTime<Utc>> {
         let step = (t.scrape_interval / 4).max(Duration::from_millis(100));
-        let to = to.max(from + chrono::Duration::milliseconds(1));
-        let series = self.prom.query_range(expr, from, to, step).await.ok()?;
+        // Range points fall on from + n·step: one step past `to` so the
+        // evaluation that saw it true (at `to`) is always covered; the answer
+        // is capped at `to`, since it cannot have turned true after that.
+        let end = to + step;
+        let series = self.prom.query_range(expr, from, end, step).await.ok()?;
         series
             .iter()
             .filter(|s| {
@@ -509,6 +512,7 @@ impl<'a> Drill<'a> {
             .filter_map(|s| s.values.first().map(|(ts, _)| *ts))
             .reduce(f64::min)
             .map(observe::from_unix)
+            .map(|first| first.min(to))
     }
 
     async fn expect_resolved(&mut self, a: &ExpectAlert) -> Result<Outcome> {
