@@ -102,8 +102,11 @@ pub enum FixtureCommand {
         profile: PathBuf,
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: String,
+        /// A variant of the profile (e.g. `v0` for vllm).
+        #[arg(long)]
+        variant: Option<String>,
     },
-    /// Validate a profile.
+    /// Validate a profile and every variant it declares.
     Check { profile: PathBuf },
 }
 
@@ -223,7 +226,11 @@ async fn run(cli: Cli) -> i32 {
             }
         }
         Command::Fixture { command } => match command {
-            FixtureCommand::Serve { profile, listen } => match Profile::load(&profile) {
+            FixtureCommand::Serve {
+                profile,
+                listen,
+                variant,
+            } => match Profile::load_variant(&profile, variant.as_deref()) {
                 Ok(p) => match crate::fixture::serve_fixture(p, &listen).await {
                     Ok(()) => 0,
                     Err(e) => fail2(e),
@@ -235,11 +242,17 @@ async fn run(cli: Cli) -> i32 {
             },
             FixtureCommand::Check { profile } => match Profile::load(&profile) {
                 Ok(p) => {
+                    let variants: Vec<_> = p.variants.keys().cloned().collect();
                     println!(
-                        "ok {}: {} families, {} routes",
+                        "ok {}: {} families, {} routes{}",
                         profile.display(),
                         p.families.len(),
-                        p.routes.len()
+                        p.routes.len(),
+                        if variants.is_empty() {
+                            String::new()
+                        } else {
+                            format!(", variants: {}", variants.join(", "))
+                        }
                     );
                     0
                 }

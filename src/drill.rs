@@ -209,9 +209,18 @@ impl<'a> Drill<'a> {
                     .duration
                     .map(|d| self.scaled(d))
                     .unwrap_or(load::MAX_DURATION);
+                let route = self.scenario.stack.fixtures[&l.target]
+                    .route(&l.path)
+                    .ok_or_else(|| anyhow!("no route {}", l.path))?;
                 let plan = LoadPlan {
                     url: self.running.url(&l.target)?,
-                    path: l.path.clone(),
+                    method: route.method.clone(),
+                    path: if l.path == route.path {
+                        route.request_path()
+                    } else {
+                        l.path.clone()
+                    },
+                    body: route.body.as_ref().map(|b| b.to_string()),
                     rate: l.rate.0,
                     duration,
                 };

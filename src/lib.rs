@@ -3,7 +3,8 @@
 //! The pipeline, one module each:
 //! [`spec`] (YAML in, located errors) → [`images`] → [`stack`] (containers,
 //! readiness, teardown) → [`drill`] with [`load`] and chaos → [`observe`]
-//! (Prometheus, Alertmanager, the Teams mock) → [`verify`] (the timing
+//! (Prometheus, Alertmanager, the Teams mock; [`panels`] runs dashboard
+//! queries) → [`verify`] (the timing
 //! model) → [`report`]. [`fixture`] holds the synthetic services the binary
 //! also serves. The CLI ([`dispatch`]) is a thin layer over this library, so
 //! a drill can run from a user's own `cargo test`:
@@ -32,6 +33,7 @@ pub mod images;
 pub mod lint;
 pub mod load;
 pub mod observe;
+pub mod panels;
 pub mod promql;
 pub mod report;
 pub mod spec;

@@ -19,7 +19,10 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LoadPlan {
     pub url: String,
+    /// GET, or POST/PUT with `body` (JSON) as the route expects.
+    pub method: String,
     pub path: String,
+    pub body: Option<String>,
     /// Requests per second.
     pub rate: f64,
     pub duration: Duration,
@@ -81,13 +84,33 @@ pub async fn run_goose(plan: &LoadPlan) -> Result<LoadSummary> {
     cfg.no_websocket = true;
     cfg.timeout = Some("10".into());
     let path: Arc<str> = plan.path.clone().into();
-    let name = format!("GET {}", plan.path);
-    let tx_path = path.clone();
+    let name = format!("{} {}", plan.method, plan.path);
+    let method = match plan.method.to_ascii_uppercase().as_str() {
+        "GET" => GooseMethod::Get,
+        "POST" => GooseMethod::Post,
+        "PUT" => GooseMethod::Put,
+        "PATCH" => GooseMethod::Patch,
+        "DELETE" => GooseMethod::Delete,
+        "HEAD" => GooseMethod::Head,
+        m => bail!("load cannot send method {m}"),
+    };
+    let body: Arc<str> = plan.body.clone().unwrap_or_default().into();
     let tx = Transaction::new(Arc::new(move |user: &mut GooseUser| {
-        let p = tx_path.clone();
+        let (p, body, method) = (path.clone(), body.clone(), method);
         Box::pin(async move {
+            let mut rb = user
+                .get_request_builder(&method, &p)?
+                .header("content-type", "application/json");
+            if !body.is_empty() {
+                rb = rb.body(body.to_string());
+            }
+            let req = GooseRequest::builder()
+                .method(method)
+                .path(&*p)
+                .set_request_builder(rb)
+                .build();
             // A failed request is data (counted), not a reason to stop.
-            let _ = user.get(&p).await;
+            let _ = user.request(req).await;
             Ok(())
         })
     }))

@@ -28,6 +28,14 @@ pub fn secs(d: std::time::Duration) -> String {
     format!("{:.2}s", d.as_secs_f64())
 }
 
+/// Seconds since the Unix epoch, as Prometheus writes timestamps.
+pub fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -146,6 +146,15 @@ fn catalog_names(yaml: &str) -> BTreeSet<String> {
 }
 
 impl Catalog {
+    /// The jobs whose static catalog has `name`.
+    pub fn jobs_exposing(&self, name: &str) -> Vec<&str> {
+        self.jobs
+            .iter()
+            .filter(|(_, e)| matches!(e, Exposure::Known(n) if n.contains(name)))
+            .map(|(j, _)| j.as_str())
+            .collect()
+    }
+
     pub fn of_stack(stack: &Stack, live: Option<Live>) -> Catalog {
         let mut jobs = BTreeMap::new();
         for sc in &stack.prometheus.config.scrape_configs {

@@ -54,6 +54,13 @@ pub struct FixtureSet {
     /// The model is loaded (`model_loaded` families; model routes answer 503 when not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_loaded: Option<bool>,
+    /// Pin gauges of the profile to values (`django_db_connections_active: 95`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, f64>,
+    /// Multiplies what each request adds (tokens, cost, audio seconds): a
+    /// prompt that balloons, an expensive model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amount_factor: Option<f64>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
@@ -166,7 +173,7 @@ pub struct Wait {
 #[serde(rename_all = "snake_case")]
 pub enum Step {
     Load(LoadStep),
-    Chaos(ChaosStep),
+    Chaos(Box<ChaosStep>),
     ExpectAlert(ExpectAlert),
     ExpectTeams(ExpectTeams),
     ExpectResolved(ExpectAlert),
@@ -200,6 +207,57 @@ pub struct Scenario {
     pub doc: ScenarioDoc,
     pub stack_path: PathBuf,
     pub stack: Stack,
+}
+
+/// A fixture change names only routes and gauges its profile has.
+fn check_set(
+    src: &Source,
+    at: &str,
+    set: &FixtureSet,
+    p: &super::fixture::Profile,
+    errors: &mut Vec<SpecError>,
+) {
+    use super::fixture::MetricType;
+    for g in set.gauges.keys() {
+        match p.family(g) {
+            Some(f) if f.type_ == MetricType::Gauge => {}
+            Some(_) => errors.push(src.error(
+                &format!("{at}.gauges"),
+                format!("`{g}` is not a gauge: only gauges can be pinned"),
+            )),
+            None => {
+                let mut e = src.error(
+                    &format!("{at}.gauges"),
+                    format!("profile `{}` has no family `{g}`", p.name),
+                );
+                let names = p.families.iter().map(|f| f.name.as_str());
+                if let Some(near) = crate::util::closest(g, names) {
+                    e = e.with_help(format!("did you mean `{near}`?"));
+                }
+                errors.push(e);
+            }
+        }
+    }
+    if let Some(r) = &set.route {
+        if p.route(r).is_none() {
+            errors.push(src.error(
+                &format!("{at}.route"),
+                format!("profile `{}` serves no route `{r}`", p.name),
+            ));
+        }
+    }
+    if set.error_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+        errors.push(src.error(
+            &format!("{at}.error_ratio"),
+            "error_ratio is between 0 and 1",
+        ));
+    }
+    if set
+        .amount_factor
+        .is_some_and(|f| !(f >= 0.0 && f.is_finite()))
+    {
+        errors.push(src.error(&format!("{at}.amount_factor"), "a factor ≥ 0"));
+    }
 }
 
 impl Scenario {
@@ -301,11 +359,15 @@ impl Scenario {
                         service(&format!("{at}.chaos"), &s, &mut errors);
                     }
                     Ok(Chaos::FixtureSet(s, _)) | Ok(Chaos::FixtureReset(s)) => {
-                        let at = format!("{at}.chaos.fixture");
-                        if service(&at, &s, &mut errors)
+                        let at_f = format!("{at}.chaos.fixture");
+                        if service(&at_f, &s, &mut errors)
                             && stack.service(&s).map(|x| x.kind) != Some(Kind::Fixture)
                         {
-                            errors.push(src.error(&at, format!("`{s}` is not a fixture service")));
+                            errors
+                                .push(src.error(&at_f, format!("`{s}` is not a fixture service")));
+                        }
+                        if let (Some(set), Some(p)) = (&c.set, stack.fixtures.get(&s)) {
+                            check_set(src, &format!("{at}.chaos.set"), set, p, &mut errors);
                         }
                     }
                 },

@@ -60,6 +60,8 @@ pub struct ServiceSpec {
     pub config: Option<String>,
     /// fixture: the profile, relative to stack.yaml.
     pub profile: Option<String>,
+    /// fixture: a variant of the profile (`v0` for vllm's older names).
+    pub variant: Option<String>,
     /// grafana: the provisioning folder, relative to stack.yaml.
     pub provisioning: Option<String>,
     /// grafana: the dashboards folder, relative to stack.yaml.
@@ -167,9 +169,17 @@ impl Stack {
                     .map_err(|e| SpecErrors { errors: vec![e] })
                     .and_then(|p| Profile::load(&p))
                 {
-                    Ok(p) => {
-                        fixtures.insert(name.clone(), p);
-                    }
+                    Ok(p) => match svc.variant.as_deref().map(|v| p.clone().variant(v)) {
+                        None => {
+                            fixtures.insert(name.clone(), p);
+                        }
+                        Some(Ok(v)) => {
+                            fixtures.insert(name.clone(), v);
+                        }
+                        Some(Err(m)) => {
+                            errors.push(source.error(&format!("services.{name}.variant"), m))
+                        }
+                    },
                     Err(mut e) => errors.append(&mut e.errors),
                 }
             }

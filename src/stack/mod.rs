@@ -198,27 +198,22 @@ fn plan(
             "/metrics",
         ),
         Kind::Fixture => {
-            let path = stack
-                .source
-                .relative(svc.profile.as_deref().unwrap_or_default());
+            // The profile as loaded: includes merged, variant applied.
+            let resolved = serde_yaml_ng::to_string(&stack.fixtures[name])?;
             files.push((
                 "/etc/firedrill/profile.yaml".into(),
-                std::fs::read(&path)?,
+                resolved.into_bytes(),
                 0o644,
             ));
-            Plan::new(
-                images.firedrill.clone(),
-                vec![
-                    "fixture".into(),
-                    "serve".into(),
-                    "--profile".into(),
-                    "/etc/firedrill/profile.yaml".into(),
-                    "--listen".into(),
-                    format!("0.0.0.0:{port}"),
-                ],
-                files,
-                "/-/ready",
-            )
+            let args: Vec<String> = vec![
+                "fixture".into(),
+                "serve".into(),
+                "--profile".into(),
+                "/etc/firedrill/profile.yaml".into(),
+                "--listen".into(),
+                format!("0.0.0.0:{port}"),
+            ];
+            Plan::new(images.firedrill.clone(), args, files, "/-/ready")
         }
         Kind::TeamsMock => {
             files.push((

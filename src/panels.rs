@@ -1,0 +1,218 @@
+//! Dashboard panels against a live Prometheus (DESIGN §7): every target of
+//! every dashboard a stack provisions, interpolated as Grafana does it, run
+//! as a range query over a window. A target has data when some series has a
+//! sample in the window; one that reads only metrics of a skipped service
+//! (cAdvisor, with no image here) is reported skipped, with the reason.
+
+use crate::grafana::{self, TimeContext};
+use crate::lint::metrics::{selectors, Catalog};
+use crate::observe::Prometheus;
+use crate::spec::stack::{Kind, Stack};
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(tag = "verdict", rename_all = "snake_case")]
+pub enum Verdict {
+    Data { series: usize },
+    NoData,
+    Skipped { reason: String },
+    Error { message: String },
+}
+
+/// One panel target, as run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PanelCheck {
+    pub dashboard: String,
+    pub panel: String,
+    pub ref_id: String,
+    /// Variable values this run used (`job=mcp-external`), if any.
+    pub variables: String,
+    pub query: String,
+    #[serde(flatten)]
+    pub verdict: Verdict,
+}
+
+impl PanelCheck {
+    pub fn line(&self) -> String {
+        let what = match &self.verdict {
+            Verdict::Data { series } => format!("data ({series} series)"),
+            Verdict::NoData => "NO DATA".into(),
+            Verdict::Skipped { reason } => format!("skipped: {reason}"),
+            Verdict::Error { message } => format!("ERROR: {message}"),
+        };
+        let vars = if self.variables.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", self.variables)
+        };
+        format!(
+            "{} / {} ({}){vars}: {what}",
+            self.dashboard, self.panel, self.ref_id
+        )
+    }
+}
+
+/// The dashboard files of every Grafana service of the stack.
+pub fn dashboard_files(stack: &Stack) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for svc in stack
+        .doc
+        .services
+        .values()
+        .filter(|s| s.kind == Kind::Grafana)
+    {
+        let Some(dir) = svc.dashboards.as_ref().map(|d| stack.source.relative(d)) else {
+            continue;
+        };
+        let mut stack_dirs = vec![dir];
+        while let Some(d) = stack_dirs.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack_dirs.push(p);
+                } else if p.extension().is_some_and(|x| x == "json") {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Every value combination worth running: the current values, then each
+/// other option of a single-value variable (both MCP servers of one board).
+fn variable_sets(vars: &[grafana::Variable]) -> Vec<Vec<grafana::Variable>> {
+    let mut sets = vec![vars.to_vec()];
+    for (i, v) in vars.iter().enumerate() {
+        if v.multi || v.include_all {
+            continue;
+        }
+        for o in v.options.iter().filter(|o| !v.current.contains(o)) {
+            let mut set = vars.to_vec();
+            set[i].current = vec![o.clone()];
+            set[i].current_text = vec![o.clone()];
+            sets.push(set);
+        }
+    }
+    sets
+}
+
+/// Runs every panel target over `[start, end]`. `absent` maps a service that
+/// is not running to why (a skipped optional component).
+pub async fn check(
+    stack: &Stack,
+    prom: &Prometheus,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    scrape: Duration,
+    absent: &BTreeMap<String, String>,
+) -> Result<Vec<PanelCheck>> {
+    let catalog = Catalog::of_stack(stack, None);
+    // Jobs whose every target is an absent service, and why.
+    let mut absent_jobs: BTreeMap<String, String> = BTreeMap::new();
+    for sc in &stack.prometheus.config.scrape_configs {
+        let hosts: Vec<_> = sc
+            .static_configs
+            .iter()
+            .flat_map(|c| &c.targets)
+            .map(|t| t.rsplit_once(':').map(|(h, _)| h).unwrap_or(t))
+            .collect();
+        if let Some(why) = hosts
+            .iter()
+            .map(|h| absent.get(*h))
+            .collect::<Option<Vec<_>>>()
+        {
+            if let Some(w) = why.first() {
+                absent_jobs.insert(sc.job_name.clone(), format!("{}: {w}", hosts[0]));
+            }
+        }
+    }
+    let range = (end - start).to_std().unwrap_or(Duration::from_secs(60));
+    let time = TimeContext {
+        range,
+        scrape,
+        ..TimeContext::default()
+    };
+    let step = (range / 100).max(scrape);
+    let mut out = Vec::new();
+    for file in dashboard_files(stack) {
+        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let vars = grafana::variables(&dashboard);
+        for set in variable_sets(&vars) {
+            let label = set
+                .iter()
+                .map(|v| format!("{}={}", v.name, v.current.join("|")))
+                .collect::<Vec<_>>()
+                .join(",");
+            for t in grafana::targets(&dashboard).into_iter().filter(|t| !t.hide) {
+                let query = grafana::interpolate(&t.expr, &set, &time, t.interval.as_deref());
+                let verdict = match promql_parser::parser::parse(&query) {
+                    Err(e) => Verdict::Error {
+                        message: format!("invalid PromQL: {e}"),
+                    },
+                    Ok(ast) => match skipped(&ast, &catalog, &absent_jobs) {
+                        Some(reason) => Verdict::Skipped { reason },
+                        None => match prom.query_range(&query, start, end, step).await {
+                            Err(e) => Verdict::Error {
+                                message: e.to_string(),
+                            },
+                            Ok(series) => {
+                                // NaN (a quantile of nothing) draws nothing in Grafana.
+                                let finite = |s: &&crate::observe::Series| {
+                                    s.values
+                                        .iter()
+                                        .any(|(_, v)| v.parse::<f64>().is_ok_and(f64::is_finite))
+                                };
+                                let n = series.iter().filter(finite).count();
+                                if n > 0 {
+                                    Verdict::Data { series: n }
+                                } else {
+                                    Verdict::NoData
+                                }
+                            }
+                        },
+                    },
+                };
+                out.push(PanelCheck {
+                    dashboard: name.clone(),
+                    panel: t.panel_title.clone(),
+                    ref_id: t.ref_id.clone(),
+                    variables: label.clone(),
+                    query,
+                    verdict,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Why a query cannot have data here: every metric it reads is exposed only
+/// by jobs whose targets are absent.
+fn skipped(
+    ast: &promql_parser::parser::Expr,
+    catalog: &Catalog,
+    absent_jobs: &BTreeMap<String, String>,
+) -> Option<String> {
+    let mut why = None;
+    for sel in selectors(ast) {
+        let name = sel.name.as_deref()?;
+        let jobs = catalog.jobs_exposing(name);
+        let reason = jobs
+            .iter()
+            .map(|j| absent_jobs.get(*j))
+            .collect::<Option<Vec<_>>>()?;
+        why = Some(reason.first()?.to_string());
+    }
+    why
+}
