@@ -128,14 +128,7 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     assert_eq!(state["error_status"], 503);
     reset_control(&http, &base).await;
     assert_eq!(status(http.get(format!("{base}/api/health"))).await, 200);
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&http, &base).await;
     for want in [
         r#"http_request_duration_seconds_count{method="GET",route="/api/health",status_code="200"} 6"#,
         r#"http_requests_total{method="GET",route="/api/health",status_code="503"} 3"#,
@@ -146,16 +139,15 @@ async fn fixture_serves_metrics_and_obeys_its_control_api() {
     assert_eq!(status(http.get(format!("{base}/api/nope"))).await, 404);
 }
 
+/// The fixture's /metrics page.
+async fn metrics_text(http: &reqwest::Client, base: &str) -> String {
+    let r = http.get(format!("{base}/metrics")).send().await.unwrap();
+    r.text().await.unwrap()
+}
+
 /// A sample of one unlabelled family from the fixture's /metrics.
 async fn sample(http: &reqwest::Client, base: &str, family: &str) -> f64 {
-    let text = http
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(http, base).await;
     let line = text
         .lines()
         .find(|l| l.starts_with(&format!("{family}{{}} ")))

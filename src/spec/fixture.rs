@@ -198,16 +198,18 @@ pub struct Family {
 }
 
 impl Family {
-    /// The series this family has: one unlabelled, or those listed.
-    pub fn series_or_one(&self) -> Vec<SeriesSpec> {
+    /// The series this family has: one unlabelled, or those listed. Borrowed:
+    /// it runs for every request.
+    pub fn series_or_one(&self) -> &[SeriesSpec] {
+        static ONE: [SeriesSpec; 1] = [SeriesSpec {
+            labels: BTreeMap::new(),
+            amount: None,
+            value: None,
+        }];
         if self.series.is_empty() {
-            vec![SeriesSpec {
-                labels: BTreeMap::new(),
-                amount: None,
-                value: None,
-            }]
+            &ONE
         } else {
-            self.series.clone()
+            &self.series
         }
     }
 
