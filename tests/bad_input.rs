@@ -184,3 +184,30 @@ fn all_profile_errors_reach_the_stack() {
         "{msgs:?}"
     );
 }
+
+/// A secret with two sources, in seed 002's stack, is located at its line.
+#[test]
+fn secret_with_two_sources_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(Command::new("cp")
+        .arg("-r")
+        .arg("stack")
+        .arg(dir.path())
+        .status()
+        .unwrap()
+        .success());
+    let p = dir.path().join("stack/seed-002/stack.yaml");
+    let text = std::fs::read_to_string(&p).unwrap().replacen(
+        "        generated: postgres-password\n",
+        "        generated: postgres-password\n        env: PGPASSWORD\n",
+        1,
+    );
+    std::fs::write(&p, text).unwrap();
+    let e = firedrill::spec::stack::Stack::load(&p).unwrap_err();
+    let out = render_spec_errors(&e);
+    assert!(
+        out.contains("exactly one of `teams_mock`, `env` or `generated`"),
+        "{out}"
+    );
+    assert!(out.contains("stack.yaml:24:"), "the secret's line: {out}");
+}

@@ -351,3 +351,37 @@ async fn down_removes_leftovers_by_label() {
         (0, 0)
     );
 }
+
+#[tokio::test]
+async fn postgres_down_passes() {
+    reference("postgres-down").await;
+}
+
+/// postgres_exporter's `pg_up` renamed in the rule: PostgresqlDown can never fire.
+#[tokio::test]
+async fn postgres_down_renamed_metric_fails() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/seed-002/prometheus/alert_rules.yml",
+        r#"expr: pg_up{job="postgres"} == 0"#,
+        r#"expr: postgres_up{job="postgres"} == 0"#,
+    );
+    assert_fails(&ws, "postgres-down", "expect_alert", &["returns no series"]).await;
+}
+
+/// Seed 002's prometheus.yml as written scrapes PostgreSQL's own port, which
+/// speaks no HTTP: the drill stops at bring-up and names the target.
+#[tokio::test]
+async fn seed_002_target_on_the_postgres_port_fails_at_bring_up() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/seed-002/prometheus/prometheus.yml",
+        "- targets: ['postgres_exporter:9187']",
+        "- targets: ['postgre:5432']",
+    );
+    let r = run(&ws.path("scenarios/postgres-down.yaml"), true).await;
+    assert!(!r.passed(), "{}", r.render());
+    let e = r.error.as_deref().expect("bring-up fails");
+    assert!(e.contains("http://postgre:5432/metrics"), "{e}");
+    assert!(r.steps.is_empty(), "no step runs on a stack that is not up");
+}

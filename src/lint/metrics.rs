@@ -24,6 +24,7 @@ pub const SYNTHETIC: &[&str] = &[
 ];
 
 const CADVISOR: &str = include_str!("../../fixtures/catalogs/cadvisor.yaml");
+const POSTGRES_EXPORTER: &str = include_str!("../../fixtures/catalogs/postgres-exporter.yaml");
 
 /// Names and jobs from a running Prometheus.
 #[derive(Debug, Clone, Default)]
@@ -165,6 +166,7 @@ impl Catalog {
                 match stack.service(host).map(|s| s.kind) {
                     Some(Kind::Fixture) => names.extend(profile_names(&stack.fixtures[host])),
                     Some(Kind::Cadvisor) => names.extend(catalog_names(CADVISOR)),
+                    Some(Kind::PostgresExporter) => names.extend(catalog_names(POSTGRES_EXPORTER)),
                     Some(k) => unknown = Some(format!("{host} ({k:?}) has no static catalog")),
                     None => unknown = Some(format!("target {t} is not a service of the stack")),
                 }

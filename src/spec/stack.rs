@@ -21,6 +21,10 @@ pub enum Kind {
     TeamsMock,
     Grafana,
     Cadvisor,
+    /// PostgreSQL (seed 002), from Debian's postgresql-17 offline.
+    Postgres,
+    /// prometheus-community's postgres_exporter.
+    PostgresExporter,
 }
 
 impl Kind {
@@ -34,6 +38,8 @@ impl Kind {
             Kind::TeamsMock => 8080,
             Kind::Grafana => 3000,
             Kind::Cadvisor => 8080,
+            Kind::Postgres => 5432,
+            Kind::PostgresExporter => 9187,
         }
     }
 }
@@ -49,6 +55,10 @@ pub struct Secret {
     pub teams_mock: Option<String>,
     /// Write the value of this environment variable.
     pub env: Option<String>,
+    /// Write a random value made for this run, the same for every secret
+    /// of the stack with this name (a database password that the database
+    /// and its exporter share).
+    pub generated: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +80,9 @@ pub struct ServiceSpec {
     pub secrets: Vec<Secret>,
     #[serde(default)]
     pub args: Vec<String>,
+    /// Environment of the container (never a secret: use `secrets`).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
 }
 
 /// A lint finding silenced for a file that cannot hold comments (JSON).
@@ -185,8 +198,8 @@ impl Stack {
             }
             for (i, s) in svc.secrets.iter().enumerate() {
                 let at = format!("services.{name}.secrets.{i}");
-                match (&s.teams_mock, &s.env) {
-                    (Some(m), None) => {
+                match (&s.teams_mock, &s.env, &s.generated) {
+                    (Some(m), None, None) => {
                         if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {
                             errors.push(source.error(
                                 &format!("{at}.teams_mock"),
@@ -194,10 +207,11 @@ impl Stack {
                             ));
                         }
                     }
-                    (None, Some(_)) => {}
-                    _ => errors.push(
-                        source.error(&at, "a secret takes exactly one of `teams_mock` or `env`"),
-                    ),
+                    (None, Some(_), None) | (None, None, Some(_)) => {}
+                    _ => errors.push(source.error(
+                        &at,
+                        "a secret takes exactly one of `teams_mock`, `env` or `generated`",
+                    )),
                 }
             }
         }

@@ -59,6 +59,8 @@ pub struct Running {
     pub services: BTreeMap<String, Service>,
     /// The Teams mock's webhook token (a secret: never printed).
     pub teams_token: String,
+    /// Generated secrets by name (database passwords: never printed).
+    generated: BTreeMap<String, String>,
     down: AtomicBool,
     pub bring_up: Duration,
 }
@@ -82,12 +84,35 @@ fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-fn tar_files(files: &[(String, Vec<u8>, u32)]) -> Result<Vec<u8>> {
+/// True when `addr` accepts a connection that the far end does not close at
+/// once (docker-proxy accepts for a container that is not yet listening,
+/// then closes).
+async fn tcp_open(addr: &str) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr)).await
+    else {
+        return false;
+    };
+    let mut buf = [0u8; 1];
+    // A server that speaks first would answer; PostgreSQL waits for the
+    // client, so a quiet, open connection means it is listening.
+    match tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
+        Err(_) => true,
+        Ok(Ok(n)) => n > 0,
+        Ok(Err(_)) => false,
+    }
+}
+
+/// Files as a tar body, owned by `owner` (the image's user must read its secrets).
+fn tar_files(files: &[(String, Vec<u8>, u32)], owner: u32) -> Result<Vec<u8>> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data, mode) in files {
         let mut h = tar::Header::new_gnu();
         h.set_size(data.len() as u64);
         h.set_mode(*mode);
+        h.set_uid(owner.into());
+        h.set_gid(owner.into());
         h.set_mtime(0);
         h.set_cksum();
         b.append_data(&mut h, path.trim_start_matches('/'), data.as_slice())?;
@@ -112,14 +137,26 @@ fn tar_dir(dir: &std::path::Path, into: &str, out: &mut Vec<(String, Vec<u8>, u3
     Ok(())
 }
 
-/// What a service needs to start: command, files, readiness path.
+/// How to tell that a service is ready.
+#[derive(Debug, Clone, Copy)]
+pub enum Ready {
+    /// An HTTP GET of this path answers 2xx.
+    Http(&'static str),
+    /// The port accepts a TCP connection (PostgreSQL opens it once
+    /// initialised and recovered).
+    Tcp,
+}
+
+/// What a service needs to start: command, files, readiness.
 struct Plan {
     image: String,
     cmd: Vec<String>,
     env: Vec<String>,
     files: Vec<(String, Vec<u8>, u32)>,
+    /// The uid that owns the files copied in (the image's user).
+    owner: u32,
     binds: Vec<String>,
-    ready_path: &'static str,
+    ready: Ready,
 }
 
 impl Plan {
@@ -134,8 +171,9 @@ impl Plan {
             cmd,
             env: vec![],
             files,
+            owner: 0,
             binds: vec![],
-            ready_path,
+            ready: Ready::Http(ready_path),
         }
     }
 }
@@ -147,6 +185,7 @@ fn plan(
     images: &Images,
     port: u16,
     token: &str,
+    generated: &BTreeMap<String, String>,
 ) -> Result<Result<Plan, String>> {
     let svc = &stack.doc.services[name];
     let mut files = Vec::new();
@@ -255,16 +294,12 @@ fn plan(
             }
             let password = format!("{:032x}", rand::random::<u128>());
             Plan {
-                image,
-                cmd: vec![],
                 env: vec![
                     format!("GF_SECURITY_ADMIN_PASSWORD={password}"),
                     format!("GF_SERVER_HTTP_PORT={port}"),
                     "GF_USERS_ALLOW_SIGN_UP=false".into(),
                 ],
-                files,
-                binds: vec![],
-                ready_path: "/api/health",
+                ..Plan::new(image, vec![], files, "/api/health")
             }
         }
         Kind::Cadvisor => {
@@ -273,10 +308,6 @@ fn plan(
                 Err(why) => return Ok(Err(why.clone())),
             };
             Plan {
-                image,
-                cmd: vec![format!("--port={port}")],
-                env: vec![],
-                files,
                 binds: [
                     "/:/rootfs:ro",
                     "/var/run:/var/run:ro",
@@ -285,24 +316,39 @@ fn plan(
                 ]
                 .map(String::from)
                 .to_vec(),
-                ready_path: "/healthz",
+                ..Plan::new(image, vec![format!("--port={port}")], files, "/healthz")
             }
         }
+        Kind::Postgres => Plan {
+            cmd: vec!["-c".into(), format!("port={port}")],
+            owner: crate::images::IMAGE_USER,
+            ready: Ready::Tcp,
+            ..Plan::new(images.component("postgres")?.into(), vec![], files, "")
+        },
+        Kind::PostgresExporter => Plan::new(
+            images.component("postgres-exporter")?.into(),
+            vec![format!("--web.listen-address={listen}")],
+            files,
+            "/metrics",
+        ),
     };
+    p.env
+        .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
     p.cmd.extend(svc.args.iter().cloned());
     // Secrets: written into the container, never into the user's tree or logs.
     for s in &svc.secrets {
-        let value = match (&s.teams_mock, &s.env) {
-            (Some(mock), _) => {
+        let value = match (&s.teams_mock, &s.env, &s.generated) {
+            (Some(mock), _, _) => {
                 let mport = stack.port(mock);
                 format!("http://{mock}:{mport}/webhook/{token}")
             }
-            (None, Some(var)) => std::env::var(var).map_err(|_| {
+            (None, Some(var), _) => std::env::var(var).map_err(|_| {
                 anyhow!(
                     "secret for {}: environment variable {var} is not set",
                     s.path
                 )
             })?,
+            (None, None, Some(g)) => generated[g].clone(),
             _ => unreachable!("validated in spec"),
         };
         p.files.push((s.path.clone(), value.into_bytes(), 0o600));
@@ -323,12 +369,21 @@ impl Running {
         let network = format!("firedrill-{run_id}");
         let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), run_id.to_string())].into();
         let token = format!("{:032x}", rand::random::<u128>());
+        let generated: BTreeMap<String, String> = stack
+            .doc
+            .services
+            .values()
+            .flat_map(|s| &s.secrets)
+            .filter_map(|s| s.generated.clone())
+            .map(|g| (g, format!("{:032x}", rand::random::<u128>())))
+            .collect();
         let mut running = Running {
             docker: docker.clone(),
             run_id: run_id.to_string(),
             network: network.clone(),
             services: BTreeMap::new(),
             teams_token: token.clone(),
+            generated: generated.clone(),
             down: AtomicBool::new(false),
             bring_up: Duration::ZERO,
         };
@@ -345,7 +400,7 @@ impl Running {
         for name in stack.doc.services.keys() {
             let kind = stack.doc.services[name].kind;
             let port = stack.port(name);
-            let p = match plan(name, stack, eff, images, port, &token)? {
+            let p = match plan(name, stack, eff, images, port, &token, &generated)? {
                 Ok(p) => p,
                 Err(why) => {
                     tracing::warn!("{name}: skipped: {why}");
@@ -433,7 +488,7 @@ impl Running {
                             path: "/".to_string(),
                             ..Default::default()
                         }),
-                        tar_files(&p.files)?.into(),
+                        tar_files(&p.files, p.owner)?.into(),
                     )
                     .await
                     .with_context(|| format!("copying configuration into {name}"))?;
@@ -442,16 +497,24 @@ impl Running {
                 .start_container(&id, None::<StartContainerOptions<String>>)
                 .await
                 .with_context(|| format!("starting {name}"))?;
-            to_check.push((name.clone(), p.ready_path));
+            to_check.push((name.clone(), p.ready));
         }
-        for (name, path) in to_check {
+        for (name, ready) in to_check {
             running
-                .wait_http(&name, path, Duration::from_secs(60))
+                .wait_ready(&name, ready, Duration::from_secs(60))
                 .await?;
         }
         running.wait_targets(stack, eff).await?;
         running.bring_up = started.elapsed();
         Ok(running)
+    }
+
+    /// Every secret value this run made, to check that none leaks into a
+    /// log or a report.
+    pub fn secret_values(&self) -> Vec<&str> {
+        std::iter::once(self.teams_token.as_str())
+            .chain(self.generated.values().map(String::as_str))
+            .collect()
     }
 
     pub fn service(&self, name: &str) -> Result<&Service> {
@@ -469,18 +532,30 @@ impl Running {
         Ok(self.service(name)?.url())
     }
 
-    /// Polls an HTTP path until it answers 2xx; a container that exits fails at once, with its logs.
-    pub async fn wait_http(&self, name: &str, path: &str, timeout: Duration) -> Result<()> {
-        let url = format!("{}{path}", self.url(name)?);
+    /// Polls until the service is ready; a container that exits fails at once, with its logs.
+    pub async fn wait_ready(&self, name: &str, ready: Ready, timeout: Duration) -> Result<()> {
+        let svc = self.service(name)?;
+        let url = match ready {
+            Ready::Http(path) => format!("{}{path}", svc.url()),
+            Ready::Tcp => format!("127.0.0.1:{}", svc.host_port),
+        };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(r) = client.get(&url).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            let ok = match ready {
+                Ready::Http(_) => client
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success()),
+                // Docker's proxy accepts on the host port before the
+                // container listens: ready once the connection stays open.
+                Ready::Tcp => tcp_open(&url).await,
+            };
+            if ok {
+                return Ok(());
             }
             if !self.is_running(name).await? {
                 bail!(
@@ -490,7 +565,7 @@ impl Running {
             }
             if Instant::now() > deadline {
                 bail!(
-                    "{name} was not ready at {path} after {:?}; its last log lines:\n{}",
+                    "{name} was not ready at {url} after {:?}; its last log lines:\n{}",
                     timeout,
                     self.logs(name, 20).await
                 );
@@ -513,14 +588,28 @@ impl Running {
                     .get(t.host())
                     .is_some_and(|s| s.skipped.is_none())
             };
-            for t in targets.iter().filter(ours).filter(|t| t.health != "up") {
+            let down: Vec<_> = targets
+                .iter()
+                .filter(ours)
+                .filter(|t| t.health != "up")
+                .collect();
+            for t in &down {
                 pending.push(format!("{} ({}: {})", t.scrape_url, t.health, t.last_error));
             }
             if !targets.is_empty() && pending.is_empty() {
                 return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("scrape targets not up: {}", pending.join("; "));
+                // The service's own words say why (a missing database, a bad password).
+                let mut why = String::new();
+                for t in &down {
+                    why.push_str(&format!(
+                        "\nlast log lines of {}:\n{}",
+                        t.host(),
+                        self.logs(t.host(), 5).await
+                    ));
+                }
+                bail!("scrape targets not up: {}{why}", pending.join("; "));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

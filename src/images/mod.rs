@@ -13,6 +13,12 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod debian;
+mod postgres;
+
+use crate::spec::stack::Kind;
+use debian::{cache_dir, deb_version, download_deb, run, shared_libs};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ImageSource {
     /// Use what is present; else pull; else build offline.
@@ -26,59 +32,112 @@ pub enum ImageSource {
 #[derive(Debug, Clone, Copy)]
 pub struct Component {
     pub name: &'static str,
+    /// The service kind that runs this image.
+    pub kind: Kind,
     /// The official image, pinned.
     pub registry: &'static str,
     /// Debian trixie package and the upstream version prefix it must have.
     pub package: &'static str,
     pub version_prefix: &'static str,
-    /// (path in the package, path in the image)
-    pub binary: (&'static str, &'static str),
-    pub data: &'static [(&'static str, &'static str)],
-    /// Empty folders the component writes to.
-    pub dirs: &'static [&'static str],
+    pub recipe: Recipe,
+}
+
+/// How a component's offline image is put together.
+#[derive(Debug, Clone, Copy)]
+pub enum Recipe {
+    /// A Go binary: the binary, the host's libc it links, its data files.
+    Binary {
+        /// (path in the package, path in the image)
+        binary: (&'static str, &'static str),
+        data: &'static [(&'static str, &'static str)],
+        /// Empty folders the component writes to.
+        dirs: &'static [&'static str],
+    },
+    /// PostgreSQL: server, initdb, a shell, their trixie libraries.
+    Postgres,
 }
 
 pub const PROMETHEUS: Component = Component {
     name: "prometheus",
+    kind: Kind::Prometheus,
     registry: "prom/prometheus:v2.53.3",
     package: "prometheus",
     version_prefix: "2.53.",
-    binary: ("usr/bin/prometheus", "bin/prometheus"),
-    data: &[],
-    dirs: &["prometheus", "etc/prometheus", "tmp"],
+    recipe: Recipe::Binary {
+        binary: ("usr/bin/prometheus", "bin/prometheus"),
+        data: &[],
+        dirs: &["prometheus", "etc/prometheus", "tmp"],
+    },
 };
 
 pub const ALERTMANAGER: Component = Component {
     name: "alertmanager",
+    kind: Kind::Alertmanager,
     registry: "prom/alertmanager:v0.28.1",
     package: "prometheus-alertmanager",
     version_prefix: "0.28.",
-    binary: ("usr/bin/prometheus-alertmanager", "bin/alertmanager"),
-    // Debian's build reads its templates from here.
-    data: &[
-        (
-            "usr/share/prometheus/alertmanager/default.tmpl",
-            "usr/share/prometheus/alertmanager/default.tmpl",
-        ),
-        (
-            "usr/share/prometheus/alertmanager/email.tmpl",
-            "usr/share/prometheus/alertmanager/email.tmpl",
-        ),
-    ],
-    dirs: &["alertmanager", "etc/alertmanager", "tmp"],
+    recipe: Recipe::Binary {
+        binary: ("usr/bin/prometheus-alertmanager", "bin/alertmanager"),
+        // Debian's build reads its templates from here.
+        data: &[
+            (
+                "usr/share/prometheus/alertmanager/default.tmpl",
+                "usr/share/prometheus/alertmanager/default.tmpl",
+            ),
+            (
+                "usr/share/prometheus/alertmanager/email.tmpl",
+                "usr/share/prometheus/alertmanager/email.tmpl",
+            ),
+        ],
+        dirs: &["alertmanager", "etc/alertmanager", "tmp"],
+    },
 };
 
 pub const NODE_EXPORTER: Component = Component {
     name: "node-exporter",
+    kind: Kind::NodeExporter,
     registry: "prom/node-exporter:v1.9.0",
     package: "prometheus-node-exporter",
     version_prefix: "1.9.",
-    binary: ("usr/bin/prometheus-node-exporter", "bin/node_exporter"),
-    data: &[],
-    dirs: &["tmp"],
+    recipe: Recipe::Binary {
+        binary: ("usr/bin/prometheus-node-exporter", "bin/node_exporter"),
+        data: &[],
+        dirs: &["tmp"],
+    },
 };
 
-pub const COMPONENTS: [Component; 3] = [PROMETHEUS, ALERTMANAGER, NODE_EXPORTER];
+pub const POSTGRES_EXPORTER: Component = Component {
+    name: "postgres-exporter",
+    kind: Kind::PostgresExporter,
+    registry: "prometheuscommunity/postgres-exporter:v0.17.1",
+    package: "prometheus-postgres-exporter",
+    version_prefix: "0.17.",
+    recipe: Recipe::Binary {
+        binary: (
+            "usr/bin/prometheus-postgres-exporter",
+            "bin/postgres_exporter",
+        ),
+        data: &[],
+        dirs: &["tmp"],
+    },
+};
+
+pub const POSTGRES: Component = Component {
+    name: "postgres",
+    kind: Kind::Postgres,
+    registry: "postgres:17",
+    package: "postgresql-17",
+    version_prefix: "17.",
+    recipe: Recipe::Postgres,
+};
+
+pub const COMPONENTS: [Component; 5] = [
+    PROMETHEUS,
+    ALERTMANAGER,
+    NODE_EXPORTER,
+    POSTGRES_EXPORTER,
+    POSTGRES,
+];
 
 /// Components with no offline source: used only if already present.
 pub const GRAFANA: &str = "grafana/grafana:11.6.0";
@@ -132,8 +191,8 @@ async fn pull(docker: &Docker, image: &str) -> Result<()> {
 /// Makes every image present and says which to run.
 pub async fn ensure(docker: &Docker, source: ImageSource, firedrill_bin: &Path) -> Result<Images> {
     let mut by_component = HashMap::new();
-    for c in COMPONENTS {
-        let img = ensure_component(docker, source, &c).await?;
+    for c in &COMPONENTS {
+        let img = ensure_component(docker, source, c).await?;
         by_component.insert(c.name, img);
     }
     let firedrill = ensure_firedrill(docker, firedrill_bin).await?;
@@ -169,15 +228,25 @@ fn root_cause(e: &anyhow::Error) -> String {
         .to_string()
 }
 
+/// What an offline image's inputs label starts with: a change of the recipe
+/// (PostgreSQL's entrypoint included) rebuilds it.
+fn recipe_id(c: &Component) -> String {
+    match c.recipe {
+        Recipe::Binary { .. } => RECIPE.to_string(),
+        Recipe::Postgres => format!("{RECIPE}+pg-{}", postgres::recipe_digest()),
+    }
+}
+
 fn offline_tag(c: &Component) -> String {
     format!("firedrill/{}:{}debian", c.name, c.version_prefix)
 }
 
 async fn ensure_component(docker: &Docker, source: ImageSource, c: &Component) -> Result<String> {
     let offline = offline_tag(c);
-    let offline_ok = present(docker, &offline)
-        .await
-        .is_some_and(|l| l.get(INPUTS_LABEL).is_some_and(|v| v.starts_with(RECIPE)));
+    let offline_ok = present(docker, &offline).await.is_some_and(|l| {
+        l.get(INPUTS_LABEL)
+            .is_some_and(|v| v.starts_with(&recipe_id(c)))
+    });
     match source {
         ImageSource::Registry => {
             if present(docker, c.registry).await.is_none() {
@@ -214,151 +283,23 @@ async fn ensure_component(docker: &Docker, source: ImageSource, c: &Component) -
     }
 }
 
-/// Where downloaded packages and the private apt state live.
-fn cache_dir() -> PathBuf {
-    std::env::var_os("FIREDRILL_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("firedrill")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/firedrill")))
-        .unwrap_or_else(|| std::env::temp_dir().join("firedrill-cache"))
-}
-
-/// The Debian mirror this machine's apt already uses (a company mirror
-/// included): the first `URIs:` of a deb822 file, else the first `deb` line.
-pub fn debian_mirror() -> Result<String> {
-    if let Ok(m) = std::env::var("FIREDRILL_DEBIAN_MIRROR") {
-        return Ok(m);
-    }
-    let mut files: Vec<PathBuf> = std::fs::read_dir("/etc/apt/sources.list.d")
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    files.sort();
-    files.push(PathBuf::from("/etc/apt/sources.list"));
-    for f in files {
-        let Ok(text) = std::fs::read_to_string(&f) else {
-            continue;
-        };
-        let name = f.to_string_lossy();
-        for line in text.lines().map(str::trim) {
-            if name.ends_with(".sources") {
-                if let Some(uris) = line.strip_prefix("URIs:") {
-                    if let Some(u) = uris.split_whitespace().find(|u| !u.contains("security")) {
-                        return Ok(u.to_string());
-                    }
-                }
-            } else if name.ends_with(".list") && line.starts_with("deb ") {
-                if let Some(u) = line
-                    .split_whitespace()
-                    .find(|w| w.contains("://") && !w.contains("security"))
-                {
-                    return Ok(u.to_string());
-                }
-            }
-        }
-    }
-    bail!("no Debian mirror found in /etc/apt (set FIREDRILL_DEBIAN_MIRROR)")
-}
-
-fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
-    if !out.status.success() {
-        bail!(
-            "{cmd:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Downloads a trixie package with a private apt state: the system's
-/// sources, lists and cache are untouched.
-fn download_deb(package: &str) -> Result<PathBuf> {
-    let dir = cache_dir().join("apt");
-    let debs = dir.join("debs");
-    for d in ["lists/partial", "cache/archives/partial", "prefs", "debs"] {
-        std::fs::create_dir_all(dir.join(d))?;
-    }
-    let mirror = debian_mirror()?;
-    let list = dir.join("sources.list");
-    std::fs::write(
-        &list,
-        format!(
-            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} trixie main\n"
-        ),
-    )?;
-    let opts = |c: &mut Command| {
-        for (k, v) in [
-            ("Dir::Etc::SourceList", list.display().to_string()),
-            ("Dir::Etc::SourceParts", "/dev/null".into()),
-            ("Dir::Etc::Preferences", "/dev/null".into()),
-            (
-                "Dir::Etc::PreferencesParts",
-                dir.join("prefs").display().to_string(),
-            ),
-            ("Dir::State::Lists", dir.join("lists").display().to_string()),
-            ("Dir::Cache", dir.join("cache").display().to_string()),
-            ("APT::Architecture", "amd64".into()),
-            ("APT::Sandbox::User", "root".into()),
-        ] {
-            c.arg("-o").arg(format!("{k}={v}"));
-        }
-    };
-    let fresh = dir
-        .join("lists")
-        .read_dir()
-        .map(|d| d.count() > 2)
-        .unwrap_or(false);
-    if !fresh {
-        let mut c = Command::new("apt-get");
-        opts(&mut c);
-        c.args(["-q", "update"]);
-        run(&mut c)?;
-    }
-    let mut c = Command::new("apt-get");
-    opts(&mut c);
-    c.current_dir(&debs).args(["-q", "download", package]);
-    run(&mut c)?;
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&debs)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with(&format!("{package}_")) && n.ends_with(".deb"))
-        })
-        .collect();
-    found.sort();
-    found
-        .pop()
-        .ok_or_else(|| anyhow!("apt-get download {package} produced no .deb"))
-}
-
-/// The shared libraries a dynamic binary needs, as absolute host paths.
-fn shared_libs(bin: &Path) -> Result<Vec<PathBuf>> {
-    let out = run(Command::new("ldd").arg(bin))?;
-    let mut libs = Vec::new();
-    for line in out.lines() {
-        let path = match line.split_once("=>") {
-            Some((_, rhs)) => rhs.split_whitespace().next(),
-            None => line.split_whitespace().next(),
-        };
-        if let Some(p) = path.filter(|p| p.starts_with('/')) {
-            libs.push(PathBuf::from(p));
-        }
-    }
-    Ok(libs)
-}
-
-/// A build context: a Dockerfile and a rootfs, as a tar body.
+/// A build context: a Dockerfile, a rootfs owned by root and a part owned
+/// by the image's user (`COPY` makes everything root's unless told).
 struct BuildContext {
     tar: tar::Builder<Vec<u8>>,
     hasher: Sha256,
+    owned: bool,
 }
+
+/// The uid and gid of a non-root image user (PostgreSQL refuses root).
+pub const IMAGE_USER: u32 = 999;
 
 impl BuildContext {
     fn new() -> Self {
         BuildContext {
             tar: tar::Builder::new(Vec::new()),
             hasher: Sha256::new(),
+            owned: false,
         }
     }
     fn add(&mut self, path: &str, data: &[u8], mode: u32) -> Result<()> {
@@ -372,40 +313,62 @@ impl BuildContext {
         self.hasher.update(data);
         Ok(())
     }
-    fn dir(&mut self, path: &str) -> Result<()> {
+    fn add_dir(&mut self, path: &str, mode: u32) -> Result<()> {
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(tar::EntryType::Directory);
         h.set_size(0);
-        h.set_mode(0o1777);
+        h.set_mode(mode);
         h.set_mtime(0);
         h.set_cksum();
         self.tar
             .append_data(&mut h, format!("{path}/"), std::io::empty())?;
+        self.hasher.update(path.as_bytes());
         Ok(())
+    }
+    /// A world-writable folder in the image (`tmp`, a data folder).
+    fn dir(&mut self, in_image: &str) -> Result<()> {
+        self.add_dir(
+            &format!("rootfs/{}", in_image.trim_start_matches('/')),
+            0o1777,
+        )
+    }
+    /// A folder owned by [`IMAGE_USER`].
+    fn owned_dir(&mut self, in_image: &str, mode: u32) -> Result<()> {
+        self.owned = true;
+        self.add_dir(&format!("owned/{}", in_image.trim_start_matches('/')), mode)
+    }
+    fn file(&mut self, in_image: &str, data: &[u8], mode: u32) -> Result<()> {
+        self.add(
+            &format!("rootfs/{}", in_image.trim_start_matches('/')),
+            data,
+            mode,
+        )
     }
     fn file_from_host(&mut self, host: &Path, in_image: &str) -> Result<()> {
         let data = std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
-        self.add(
-            &format!("rootfs/{}", in_image.trim_start_matches('/')),
-            &data,
-            0o755,
-        )
+        self.file(in_image, &data, 0o755)
     }
     fn digest(&self) -> String {
         format!("{:x}", self.hasher.clone().finalize())[..16].to_string()
     }
 }
 
+/// Builds `FROM scratch` with the context's files; `tail` ends the
+/// Dockerfile (ENTRYPOINT, USER, ENV).
 async fn build(
     docker: &Docker,
     mut ctx: BuildContext,
     tag: &str,
-    entrypoint: &str,
+    tail: &str,
     inputs: String,
 ) -> Result<()> {
-    let dockerfile = format!(
-        "FROM scratch\nCOPY rootfs/ /\nLABEL {INPUTS_LABEL}=\"{inputs}\"\nENTRYPOINT [\"{entrypoint}\"]\n"
-    );
+    let owned = if ctx.owned {
+        format!("COPY --chown={IMAGE_USER}:{IMAGE_USER} owned/ /\n")
+    } else {
+        String::new()
+    };
+    let dockerfile =
+        format!("FROM scratch\nCOPY rootfs/ /\n{owned}LABEL {INPUTS_LABEL}=\"{inputs}\"\n{tail}");
     ctx.add("Dockerfile", dockerfile.as_bytes(), 0o644)?;
     let body = ctx.tar.into_inner()?;
     let opts = BuildImageOptions {
@@ -426,6 +389,10 @@ async fn build(
     Ok(())
 }
 
+fn entrypoint(path: &str) -> String {
+    format!("ENTRYPOINT [\"{path}\"]\n")
+}
+
 /// Removes firedrill's own images that a rebuild left untagged.
 async fn prune_superseded(docker: &Docker) {
     let filters: HashMap<String, Vec<String>> = [
@@ -444,61 +411,66 @@ async fn prune_superseded(docker: &Docker) {
     }
 }
 
-/// Builds a component from its Debian package into a `FROM scratch` image.
+/// Builds a component from Debian packages into a `FROM scratch` image.
 pub async fn build_offline(docker: &Docker, c: &Component) -> Result<()> {
     let started = std::time::Instant::now();
-    let deb = tokio::task::spawn_blocking({
-        let p = c.package;
-        move || download_deb(p)
+    let c = *c;
+    let (ctx, tail, inputs) = tokio::task::spawn_blocking(move || match c.recipe {
+        Recipe::Binary { binary, data, dirs } => binary_context(&c, binary, data, dirs),
+        Recipe::Postgres => postgres::context(&c),
     })
     .await??;
-    let fname = deb
-        .file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .to_string();
-    let version = fname.split('_').nth(1).unwrap_or("").to_string();
-    let upstream = version.split_once(':').map(|(_, v)| v).unwrap_or(&version);
-    if !upstream.starts_with(c.version_prefix) {
+    let tag = offline_tag(&c);
+    build(docker, ctx, &tag, &tail, inputs).await?;
+    tracing::info!(
+        "built {tag} from Debian packages in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Refuses a package whose upstream version is not the pinned one.
+fn check_version(c: &Component, version: &str) -> Result<()> {
+    if !version.starts_with(c.version_prefix) {
         bail!(
             "Debian trixie has {} {version}; firedrill pins {}x",
             c.package,
             c.version_prefix
         );
     }
+    Ok(())
+}
+
+type Context3 = (BuildContext, String, String);
+
+fn binary_context(
+    c: &Component,
+    binary: (&str, &str),
+    data: &[(&str, &str)],
+    dirs: &[&str],
+) -> Result<Context3> {
+    let deb = download_deb(c.package)?;
+    let version = deb_version(&deb);
+    check_version(c, &version)?;
     let unpack = cache_dir().join("unpack").join(c.name);
     let _ = std::fs::remove_dir_all(&unpack);
     std::fs::create_dir_all(&unpack)?;
     run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpack))?;
     let mut ctx = BuildContext::new();
-    let bin = unpack.join(c.binary.0);
-    ctx.file_from_host(&bin, c.binary.1)?;
+    let bin = unpack.join(binary.0);
+    ctx.file_from_host(&bin, binary.1)?;
     for lib in shared_libs(&bin)? {
         ctx.file_from_host(&lib, &lib.to_string_lossy())?;
     }
-    for (from, to) in c.data {
+    for (from, to) in data {
         ctx.file_from_host(&unpack.join(from), to)?;
     }
-    for d in c.dirs {
-        ctx.dir(&format!("rootfs/{d}"))?;
+    for d in dirs {
+        ctx.dir(d)?;
     }
-    let inputs = format!("{RECIPE}/{}={version}/{}", c.package, ctx.digest());
-    build(
-        docker,
-        ctx,
-        &offline_tag(c),
-        &format!("/{}", c.binary.1),
-        inputs,
-    )
-    .await?;
-    tracing::info!(
-        "built {} from {} in {:.1}s",
-        offline_tag(c),
-        fname,
-        started.elapsed().as_secs_f64()
-    );
+    let inputs = format!("{}/{}={version}/{}", recipe_id(c), c.package, ctx.digest());
     let _ = std::fs::remove_dir_all(&unpack);
-    Ok(())
+    Ok((ctx, entrypoint(&format!("/{}", binary.1)), inputs))
 }
 
 /// The project's own image: the firedrill binary and its shared libraries.
@@ -509,8 +481,8 @@ pub async fn ensure_firedrill(docker: &Docker, bin: &Path) -> Result<String> {
     for lib in shared_libs(bin)? {
         ctx.file_from_host(&lib, &lib.to_string_lossy())?;
     }
-    ctx.dir("rootfs/tmp")?;
-    ctx.dir("rootfs/etc/firedrill")?;
+    ctx.dir("tmp")?;
+    ctx.dir("etc/firedrill")?;
     let digest = ctx.digest();
     let tag = format!("firedrill/firedrill:{digest}");
     if present(docker, &tag).await.is_none() {
@@ -518,7 +490,7 @@ pub async fn ensure_firedrill(docker: &Docker, bin: &Path) -> Result<String> {
             docker,
             ctx,
             &tag,
-            "/firedrill",
+            &entrypoint("/firedrill"),
             format!("{RECIPE}/{digest}"),
         )
         .await?;
