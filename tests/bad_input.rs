@@ -209,5 +209,5 @@ fn secret_with_two_sources_is_located() {
         out.contains("exactly one of `teams_mock`, `env` or `generated`"),
         "{out}"
     );
-    assert!(out.contains("stack.yaml:24:"), "the secret's line: {out}");
+    assert!(out.contains("stack.yaml:25:13"), "the secret's line: {out}");
 }
