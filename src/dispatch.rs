@@ -34,6 +34,9 @@ pub enum Command {
         /// Write the results as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// Write the results as JUnit XML (a test case per expectation).
+        #[arg(long)]
+        junit: Option<PathBuf>,
         /// Stop a drill at its first failed step.
         #[arg(long)]
         fail_fast: bool,
@@ -151,8 +154,21 @@ async fn run(cli: Cli) -> i32 {
             images,
             stack,
             json,
+            junit,
             fail_fast,
-        } => drill(&paths, images, stack.as_deref(), json.as_deref(), fail_fast).await,
+        } => {
+            drill(
+                &paths,
+                images,
+                stack.as_deref(),
+                Outputs {
+                    json: json.as_deref(),
+                    junit: junit.as_deref(),
+                },
+                fail_fast,
+            )
+            .await
+        }
         Command::Lint {
             paths,
             format,
@@ -327,11 +343,17 @@ fn fail2(e: impl std::fmt::Display) -> i32 {
     2
 }
 
+/// Where a drill suite's results go besides the terminal.
+struct Outputs<'a> {
+    json: Option<&'a Path>,
+    junit: Option<&'a Path>,
+}
+
 async fn drill(
     paths: &[PathBuf],
     images: ImageSource,
     stack: Option<&Path>,
-    json: Option<&Path>,
+    out: Outputs<'_>,
     fail_fast: bool,
 ) -> i32 {
     let files = match scenario_files(paths) {
@@ -378,14 +400,18 @@ async fn drill(
         let passed = reports.iter().filter(|r| r.passed()).count();
         println!("{} passed, {} failed", passed, files.len() - passed);
     }
-    if let Some(path) = json {
-        match serde_json::to_string_pretty(&reports) {
-            Ok(text) => {
-                if let Err(e) = std::fs::write(path, text) {
-                    return fail2(e);
-                }
-            }
+    if let Some(path) = out.json {
+        let text = match serde_json::to_string_pretty(&reports) {
+            Ok(t) => t,
             Err(e) => return fail2(e),
+        };
+        if let Err(e) = std::fs::write(path, text) {
+            return fail2(e);
+        }
+    }
+    if let Some(path) = out.junit {
+        if let Err(e) = std::fs::write(path, crate::report::junit(&reports)) {
+            return fail2(e);
         }
     }
     code

@@ -5,8 +5,11 @@
 use crate::images::{self, ImageSource};
 use crate::load::{self, LoadPlan, LoadSummary};
 use crate::observe::{self, Delivery};
+use crate::panels::{PanelCheck, Verdict};
 use crate::report::{DrillReport, Outcome, StepResult};
-use crate::spec::scenario::{Chaos, ContainerAction, ExpectAlert, Scenario, Step, TeamsStatus};
+use crate::spec::scenario::{
+    Chaos, ContainerAction, ExpectAlert, ExpectDashboards, Scenario, Step, TeamsStatus,
+};
 use crate::spec::Dur;
 use crate::stack::render::{self, Effective};
 use crate::stack::Running;
@@ -88,8 +91,15 @@ pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
         }
         let mut drill = Drill::new(&scenario, &eff, &running);
         let res = drill.steps(&mut report, opts).await;
+        report.unexpected_alerts = match drill.unexpected_alerts().await {
+            Ok(v) => v,
+            Err(e) => vec![format!(
+                "(the false-alert guard could not ask Prometheus: {e:#})"
+            )],
+        };
         drill.finish_loads(&mut report).await;
         report.breakdowns = drill.breakdowns.into_values().collect();
+        report.panels = std::mem::take(&mut drill.panels);
         let down = running.down().await;
         res.and(down)
     };
@@ -119,6 +129,7 @@ struct Drill<'a> {
     started: DateTime<Utc>,
     loads: Vec<load::Background>,
     breakdowns: BTreeMap<String, Breakdown>,
+    panels: Vec<PanelCheck>,
     poll: Duration,
 }
 
@@ -174,6 +185,7 @@ impl<'a> Drill<'a> {
             started: Utc::now(),
             loads: Vec::new(),
             breakdowns: BTreeMap::new(),
+            panels: Vec::new(),
             poll: (eval / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
         }
     }
@@ -247,7 +259,104 @@ impl<'a> Drill<'a> {
             Step::ExpectAlert(a) => self.expect_alert(a).await,
             Step::ExpectResolved(a) => self.expect_resolved(a).await,
             Step::ExpectTeams(t) => self.expect_teams(&t.alert, t.status, t.within).await,
+            Step::ExpectDashboards(d) => self.expect_dashboards(d).await,
         }
+    }
+
+    /// Every panel target over the drill so far (DESIGN §7): data, or
+    /// excused by the scenario; an excuse for a panel that has data is stale
+    /// and fails too, so the list stays true.
+    async fn expect_dashboards(&mut self, d: &ExpectDashboards) -> Result<Outcome> {
+        let absent: BTreeMap<String, String> = self
+            .running
+            .services
+            .values()
+            .filter_map(|s| s.skipped.clone().map(|w| (s.name.clone(), w)))
+            .collect();
+        let scrape = self.eff.prometheus.config.scrape_interval();
+        let checks = crate::panels::check(
+            &self.scenario.stack,
+            &self.prom,
+            self.started,
+            Utc::now(),
+            scrape,
+            &absent,
+        )
+        .await?;
+        let excused = |title: &str| d.expect_empty.iter().any(|e| e.name == title);
+        let (mut data, mut skipped, mut empty_ok) = (0, 0, 0);
+        let mut bad = Vec::new();
+        for c in &checks {
+            match (&c.verdict, excused(&c.panel)) {
+                (Verdict::Data { .. }, _) => data += 1,
+                (Verdict::Skipped { .. }, _) => skipped += 1,
+                (Verdict::NoData, true) => empty_ok += 1,
+                (Verdict::NoData | Verdict::Error { .. }, _) => bad.push(c.line()),
+            }
+        }
+        for e in &d.expect_empty {
+            let mine: Vec<_> = checks.iter().filter(|c| c.panel == e.name).collect();
+            if !mine.is_empty()
+                && mine
+                    .iter()
+                    .all(|c| matches!(c.verdict, Verdict::Data { .. }))
+            {
+                bad.push(format!(
+                    "`{}` is listed in expect_empty ({}) but has data: take it off the list",
+                    e.name, e.reason
+                ));
+            }
+        }
+        self.panels.extend(checks.iter().cloned());
+        let summary = format!(
+            "{} panel target(s): {data} with data, {empty_ok} empty as expected, {skipped} skipped",
+            checks.len()
+        );
+        Ok(if bad.is_empty() {
+            Outcome::pass(summary)
+        } else {
+            Outcome::fail(format!(
+                "{summary}; {} failed: {}",
+                bad.len(),
+                bad.join("; ")
+            ))
+        })
+    }
+
+    /// The false-alert guard: every alert that fired during the drill and
+    /// that no step expects (nor `allow_alerts` allows), with its labels.
+    async fn unexpected_alerts(&self) -> Result<Vec<String>> {
+        let expected = self.scenario.doc.expected_alerts();
+        let eval = self.eff.prometheus.config.evaluation_interval();
+        let series = self
+            .prom
+            .query_range(
+                r#"ALERTS{alertstate="firing"}"#,
+                self.started,
+                Utc::now(),
+                eval,
+            )
+            .await?;
+        let mut out: Vec<String> = series
+            .iter()
+            .filter(|s| {
+                let name = s.metric.get("alertname").map(String::as_str);
+                !name.is_some_and(|n| expected.contains(n))
+            })
+            .map(|s| {
+                let mut l = s.metric.clone();
+                l.remove("alertstate");
+                l.remove("__name__");
+                format!(
+                    "{}{}",
+                    l.get("alertname").cloned().unwrap_or_default(),
+                    fmt_labels(&l)
+                )
+            })
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     async fn chaos(&self, action: &Chaos) -> Result<String> {

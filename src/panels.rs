@@ -85,6 +85,28 @@ pub fn dashboard_files(stack: &Stack) -> Vec<PathBuf> {
     out
 }
 
+/// (dashboard file name, panel title) of every panel target of the stack.
+pub fn panel_titles(stack: &Stack) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for file in dashboard_files(stack) {
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            continue;
+        };
+        let Ok(dashboard) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        for t in grafana::targets(&dashboard) {
+            out.push((name.clone(), t.panel_title));
+        }
+    }
+    out.dedup();
+    out
+}
+
 /// Every value combination worth running: the current values, then each
 /// other option of a single-value variable (both MCP servers of one board).
 fn variable_sets(vars: &[grafana::Variable]) -> Vec<Vec<grafana::Variable>> {

@@ -94,6 +94,10 @@ pub struct DrillReport {
     pub not_run: usize,
     /// An error that stopped the drill (bring-up failure, interruption).
     pub error: Option<String>,
+    /// Alerts that fired though no step expected them (the false-alert guard).
+    pub unexpected_alerts: Vec<String>,
+    /// Every panel target an `expect_dashboards` step ran.
+    pub panels: Vec<crate::panels::PanelCheck>,
 }
 
 mod secs {
@@ -121,11 +125,15 @@ impl DrillReport {
             loads: vec![],
             not_run: 0,
             error: None,
+            unexpected_alerts: vec![],
+            panels: vec![],
         }
     }
 
     pub fn passed(&self) -> bool {
-        self.error.is_none() && self.steps.iter().all(|s| s.status == Status::Pass)
+        self.error.is_none()
+            && self.unexpected_alerts.is_empty()
+            && self.steps.iter().all(|s| s.status == Status::Pass)
     }
 
     pub fn failures(&self) -> Vec<&StepResult> {
@@ -159,6 +167,16 @@ impl DrillReport {
         if let Some(e) = &self.error {
             out.push_str(&format!("  error: {e}\n"));
         }
+        for p in &self.panels {
+            if !matches!(p.verdict, crate::panels::Verdict::Data { .. }) {
+                out.push_str(&format!("  panel {}\n", p.line()));
+            }
+        }
+        for a in &self.unexpected_alerts {
+            out.push_str(&format!(
+                "  ✗ false alert: {a} fired and no step expected it (list it in allow_alerts, with a reason, if it should)\n"
+            ));
+        }
         let verdict = if self.passed() { "PASSED" } else { "FAILED" };
         out.push_str(&format!(
             "{verdict} {} — {} step(s), {} failed; stack up in {:.1}s, drill {:.1}s (run {})\n",
@@ -171,6 +189,49 @@ impl DrillReport {
         ));
         out
     }
+}
+
+/// Drill reports as JUnit XML: a suite per drill, a test case per
+/// expectation step, one for the false-alert guard, one for bring-up when it
+/// failed. Load, chaos and wait steps are actions, not tests.
+pub fn junit(reports: &[DrillReport]) -> String {
+    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+    let failure = |msg: &str| {
+        let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+        s.set_message(msg.lines().next().unwrap_or_default().to_string());
+        s.set_description(msg.to_string());
+        s
+    };
+    let mut out = Report::new("firedrill");
+    for r in reports {
+        let mut suite = TestSuite::new(r.scenario.clone());
+        if let Some(e) = &r.error {
+            suite.add_test_case(TestCase::new("bring-up and run", failure(e)));
+        }
+        for st in r.steps.iter().filter(|s| s.kind.starts_with("expect_")) {
+            let status = match st.status {
+                Status::Pass => TestCaseStatus::success(),
+                Status::Fail => failure(&st.message),
+            };
+            let mut tc = TestCase::new(format!("{:02} {}", st.index + 1, st.kind), status);
+            tc.set_time(Duration::from_secs_f64(st.seconds));
+            tc.set_system_out(st.message.clone());
+            suite.add_test_case(tc);
+        }
+        if r.error.is_none() {
+            let status = if r.unexpected_alerts.is_empty() {
+                TestCaseStatus::success()
+            } else {
+                failure(&format!(
+                    "fired, and no step expected it: {}",
+                    r.unexpected_alerts.join(", ")
+                ))
+            };
+            suite.add_test_case(TestCase::new("no false alert", status));
+        }
+        out.add_test_suite(suite);
+    }
+    out.to_string().unwrap_or_default()
 }
 
 /// Input errors as people read them: file:line:col, the line, a caret.
@@ -186,4 +247,48 @@ pub fn render_spec_errors(e: &SpecErrors) -> String {
         out.push_str(&s);
     }
     out.trim_end().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::scenario::Scenario;
+
+    fn report() -> DrillReport {
+        let s = Scenario::load(std::path::Path::new("scenarios/backend-down.yaml"), None).unwrap();
+        let mut r = DrillReport::new(&s, "t-1");
+        for (i, step) in s.doc.steps.iter().enumerate().take(4) {
+            let o = if i == 3 {
+                Outcome::fail("expected BackendDown firing\nseen: nothing")
+            } else {
+                Outcome::pass("ok")
+            };
+            r.steps
+                .push(StepResult::new(i, step, o, Duration::from_millis(1500)));
+        }
+        r
+    }
+
+    #[test]
+    fn junit_has_a_case_per_expectation_and_the_guard() {
+        let mut r = report();
+        r.unexpected_alerts = vec!["HighLatencyP95{route=\"/\"}".into()];
+        let xml = junit(&[r]);
+        // load and chaos are actions: only expect_* steps and the guard are cases.
+        assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
+        assert!(xml.contains(r#"name="02 expect_quiet""#), "{xml}");
+        assert!(xml.contains(r#"name="04 expect_alert""#), "{xml}");
+        assert!(xml.contains(r#"failures="2""#), "{xml}");
+        assert!(xml.contains("fired, and no step expected it: HighLatencyP95"));
+    }
+
+    #[test]
+    fn a_false_alert_fails_the_report() {
+        let mut r = report();
+        r.steps.retain(|s| s.status == Status::Pass);
+        assert!(r.passed());
+        r.unexpected_alerts = vec!["X{}".into()];
+        assert!(!r.passed());
+        assert!(r.render().contains("false alert: X{}"));
+    }
 }

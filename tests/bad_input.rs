@@ -211,3 +211,30 @@ fn secret_with_two_sources_is_located() {
     );
     assert!(out.contains("stack.yaml:25:13"), "the secret's line: {out}");
 }
+
+/// An excused panel or allowed alert must exist in the stack.
+#[test]
+fn unknown_excused_panel_and_allowed_alert_are_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("s.yaml");
+    let stack = std::fs::canonicalize("stack/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: s\nstack: {}\nsteps:\n  - expect_dashboards:\n      expect_empty:\n        - {{panel: Request rate total (reqs/s), reason: none}}\nallow_alerts:\n  - {{alert: BackendDwn, reason: flaky}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = error_of(f.to_str().unwrap());
+    assert!(
+        out.contains("no dashboard of the stack has a panel `Request rate total (reqs/s)`")
+            && out.contains("did you mean `Request rate total (req/s)`"),
+        "{out}"
+    );
+    assert!(out.contains("s.yaml:6:11"), "{out}");
+    assert!(
+        out.contains("`BackendDwn`") && out.contains("did you mean `BackendDown`"),
+        "{out}"
+    );
+}

@@ -385,3 +385,41 @@ async fn seed_002_target_on_the_postgres_port_fails_at_bring_up() {
     assert!(e.contains("http://postgre:5432/metrics"), "{e}");
     assert!(r.steps.is_empty(), "no step runs on a stack that is not up");
 }
+
+/// A panel of the seed's dashboard reads a renamed metric: expect_dashboards
+/// fails and names the panel.
+#[tokio::test]
+async fn high_error_rate_panel_without_data_fails() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/grafana/dashboards/ft_transcendence.json",
+        r#""expr": "process_resident_memory_bytes{job=\"backend\"}""#,
+        r#""expr": "process_resident_memory{job=\"backend\"}""#,
+    );
+    assert_fails(
+        &ws,
+        "high-error-rate",
+        "expect_dashboards",
+        &["1 failed", "NO DATA"],
+    )
+    .await;
+}
+
+/// HighLatencyP95's threshold cut to 1 ms: it fires under the ordinary load
+/// of the high-error-rate drill, whose steps all pass; the false-alert guard
+/// fails the drill and names it.
+#[tokio::test]
+async fn high_error_rate_false_alert_fails() {
+    let ws = Workspace::new();
+    ws.patch("stack/prometheus/rules.yml", ") > 0.5\n", ") > 0.001\n");
+    let r = run(&ws.path("scenarios/high-error-rate.yaml"), false).await;
+    assert!(!r.passed(), "{}", r.render());
+    assert!(
+        r.unexpected_alerts
+            .iter()
+            .any(|a| a.starts_with("HighLatencyP95")),
+        "{:?}",
+        r.unexpected_alerts
+    );
+    assert!(r.render().contains("false alert: HighLatencyP95"));
+}

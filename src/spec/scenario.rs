@@ -95,6 +95,27 @@ pub enum Chaos {
     FixtureReset(String),
 }
 
+impl ScenarioDoc {
+    /// The alerts some step expects, and those allowed: the false-alert
+    /// guard's list of what may fire.
+    pub fn expected_alerts(&self) -> std::collections::BTreeSet<&str> {
+        let mut out: std::collections::BTreeSet<&str> =
+            self.allow_alerts.iter().map(|a| a.name.as_str()).collect();
+        for s in &self.steps {
+            match s {
+                Step::ExpectAlert(a) | Step::ExpectResolved(a) => {
+                    out.insert(&a.name);
+                }
+                Step::ExpectTeams(t) => {
+                    out.insert(&t.alert);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 impl ChaosStep {
     pub fn action(&self) -> Result<Chaos, String> {
         use ContainerAction::*;
@@ -162,6 +183,24 @@ pub struct ExpectQuiet {
     pub for_: Dur,
 }
 
+/// Every panel target of every provisioned dashboard must have data over
+/// the drill so far, but those listed here.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectDashboards {
+    #[serde(default)]
+    pub expect_empty: Vec<Excused>,
+}
+
+/// A panel (by title), or an alert (by name), excused with a reason.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Excused {
+    #[serde(alias = "panel", alias = "alert")]
+    pub name: String,
+    pub reason: String,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
@@ -178,6 +217,7 @@ pub enum Step {
     ExpectTeams(ExpectTeams),
     ExpectResolved(ExpectAlert),
     ExpectQuiet(ExpectQuiet),
+    ExpectDashboards(ExpectDashboards),
     Wait(Wait),
 }
 
@@ -194,6 +234,10 @@ pub struct ScenarioDoc {
     /// Each step is a one-key map (`- load: {...}`), not a YAML tag.
     #[serde(with = "serde_yaml_ng::with::singleton_map_recursive")]
     pub steps: Vec<Step>,
+    /// Alerts that may fire though no step expects them (the false-alert
+    /// guard fails the drill on any other), each with a reason.
+    #[serde(default)]
+    pub allow_alerts: Vec<Excused>,
 }
 
 fn one() -> f64 {
@@ -393,8 +437,33 @@ impl Scenario {
                         ));
                     }
                 }
+                Step::ExpectDashboards(d) => {
+                    let titles = crate::panels::panel_titles(stack);
+                    if titles.is_empty() {
+                        errors.push(src.error(
+                            &format!("{at}.expect_dashboards"),
+                            "the stack provisions no dashboard",
+                        ));
+                    }
+                    for (j, e) in d.expect_empty.iter().enumerate() {
+                        if !titles.iter().any(|(_, t)| *t == e.name) {
+                            let mut err = src.error(
+                                &format!("{at}.expect_dashboards.expect_empty.{j}"),
+                                format!("no dashboard of the stack has a panel `{}`", e.name),
+                            );
+                            let names = titles.iter().map(|(_, t)| t.as_str());
+                            if let Some(near) = crate::util::closest(&e.name, names) {
+                                err = err.with_help(format!("did you mean `{near}`?"));
+                            }
+                            errors.push(err);
+                        }
+                    }
+                }
                 Step::ExpectQuiet(_) | Step::Wait(_) => {}
             }
+        }
+        for (j, a) in self.doc.allow_alerts.iter().enumerate() {
+            alert(&format!("allow_alerts.{j}"), &a.name, &mut errors);
         }
         SpecErrors { errors }.into_result()
     }
