@@ -55,6 +55,22 @@ pub enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Which alert rules and dashboards of each stack some scenario covers; no container.
+    Coverage {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Stacks to report even if no scenario names them (default:
+        /// stack/stack.yaml and stack/*/stack.yaml).
+        #[arg(long = "stack")]
+        stacks: Vec<PathBuf>,
+        /// Write the coverage as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Exit 1 unless every coverable alert and dashboard is covered.
+        #[arg(long)]
+        strict: bool,
+    },
     /// Validate scenarios and their stacks; starts no container.
     Check {
         #[arg(required = true)]
@@ -123,6 +139,36 @@ fn init_tracing() {
         .try_init();
 }
 
+fn coverage(paths: &[PathBuf], mut stacks: Vec<PathBuf>, json: Option<&Path>, strict: bool) -> i32 {
+    if stacks.is_empty() {
+        for pat in ["stack/stack.yaml", "stack/*/stack.yaml"] {
+            stacks.extend(glob::glob(pat).into_iter().flatten().flatten());
+        }
+    }
+    let files = match scenario_files(paths) {
+        Ok(f) => f,
+        Err(e) => return fail2(e),
+    };
+    let cov = match crate::coverage::coverage(&files, &stacks) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e:#}");
+            return 2;
+        }
+    };
+    print!("{}", crate::coverage::render(&cov));
+    if let Some(p) = json {
+        let text = match serde_json::to_string_pretty(&cov) {
+            Ok(t) => t,
+            Err(e) => return fail2(e),
+        };
+        if let Err(e) = std::fs::write(p, text) {
+            return fail2(e);
+        }
+    }
+    i32::from(strict && !cov.iter().all(|c| c.complete()))
+}
+
 /// Scenario files named by `paths`: files as given, folders' *.yaml sorted.
 pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -175,6 +221,12 @@ async fn run(cli: Cli) -> i32 {
             live,
             deny_warnings,
         } => lint(&paths, format, live.as_deref(), deny_warnings).await,
+        Command::Coverage {
+            paths,
+            stacks,
+            json,
+            strict,
+        } => coverage(&paths, stacks, json.as_deref(), strict),
         Command::Check { paths, stack } => {
             let files = match scenario_files(&paths) {
                 Ok(f) => f,

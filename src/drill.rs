@@ -8,7 +8,7 @@ use crate::observe::{self, Delivery};
 use crate::panels::{PanelCheck, Verdict};
 use crate::report::{DrillReport, Outcome, StepResult};
 use crate::spec::scenario::{
-    Chaos, ContainerAction, ExpectAlert, ExpectDashboards, Scenario, Step, TeamsStatus,
+    Chaos, ContainerAction, ExpectAlert, ExpectDashboards, ExpectTeams, Scenario, Step, TeamsStatus,
 };
 use crate::spec::Dur;
 use crate::stack::render::{self, Effective};
@@ -140,8 +140,12 @@ fn find_card<'a>(
     status: &str,
     since: DateTime<Utc>,
 ) -> Option<&'a Delivery> {
+    // A card the mock refused (an injected fault) was not posted.
     ds.iter().find(|d| {
-        d.received_at >= since && d.status == status && d.alertnames.iter().any(|a| a == alert)
+        d.received_at >= since
+            && d.error.is_none()
+            && d.status == status
+            && d.alertnames.iter().any(|a| a == alert)
     })
 }
 
@@ -245,7 +249,11 @@ impl<'a> Drill<'a> {
             Step::Chaos(c) => {
                 let action = c.action().map_err(|e| anyhow!(e))?;
                 let msg = self.chaos(&action).await?;
-                self.last_change = Some(Utc::now());
+                // A Teams fault is not a change of the monitored system:
+                // windows still count from the last fault of the stack.
+                if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
+                    self.last_change = Some(Utc::now());
+                }
                 Ok(Outcome::pass(msg))
             }
             Step::Wait(w) => {
@@ -258,7 +266,7 @@ impl<'a> Drill<'a> {
             Step::ExpectQuiet(q) => self.expect_quiet(self.scaled(q.for_)).await,
             Step::ExpectAlert(a) => self.expect_alert(a).await,
             Step::ExpectResolved(a) => self.expect_resolved(a).await,
-            Step::ExpectTeams(t) => self.expect_teams(&t.alert, t.status, t.within).await,
+            Step::ExpectTeams(t) => self.expect_teams(t).await,
             Step::ExpectDashboards(d) => self.expect_dashboards(d).await,
         }
     }
@@ -391,6 +399,32 @@ impl<'a> Drill<'a> {
                     .await?
                     .error_for_status()?;
                 format!("{s}: back to its profile")
+            }
+            Chaos::TeamsFault(t, f) => {
+                let ms = |d: Option<Dur>| d.map(|d| self.scaled(d).as_millis() as u64);
+                let fault = crate::fixture::teams::Fault {
+                    status: f.status,
+                    delay_ms: ms(f.delay),
+                    error_text: f.error_text.clone(),
+                    for_ms: ms(f.for_),
+                };
+                let url = format!("{}/-/fault", r.url(t)?);
+                reqwest::Client::new()
+                    .put(url)
+                    .json(&fault)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                format!("{t}: {}", serde_json::to_string(&fault)?)
+            }
+            Chaos::TeamsReset(t) => {
+                let url = format!("{}/-/fault", r.url(t)?);
+                reqwest::Client::new()
+                    .delete(url)
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                format!("{t}: answers normally again")
             }
         })
     }
@@ -684,12 +718,8 @@ impl<'a> Drill<'a> {
         })
     }
 
-    async fn expect_teams(
-        &mut self,
-        alert: &str,
-        status: TeamsStatus,
-        within: Option<Dur>,
-    ) -> Result<Outcome> {
+    async fn expect_teams(&mut self, t: &ExpectTeams) -> Result<Outcome> {
+        let (alert, status) = (t.alert.as_str(), t.status);
         let teams = self
             .teams
             .clone()
@@ -702,11 +732,11 @@ impl<'a> Drill<'a> {
         let (_, timing) = self.rule_timing(alert, &labels)?;
         let since = self.fault_time();
         let (want, bound) = match status {
-            TeamsStatus::Firing => ("firing", timing.teams_bound()),
+            TeamsStatus::Firing | TeamsStatus::Lost => ("firing", timing.teams_bound()),
             TeamsStatus::Resolved => ("resolved", timing.teams_resolved_bound()),
         };
         let explain = match status {
-            TeamsStatus::Firing => format!(
+            TeamsStatus::Firing | TeamsStatus::Lost => format!(
                 "{} + group_wait {}",
                 timing.explain_fire(),
                 crate::util::secs(timing.group_wait)
@@ -721,14 +751,15 @@ impl<'a> Drill<'a> {
             &format!("the {want} card for {alert}"),
             bound,
             &explain,
-            within,
+            t.within,
         ) {
             return Ok(o);
         }
-        let deadline = since + bound;
+        let late = t.allow_late.map(|d| self.scaled(d)).unwrap_or_default();
+        let deadline = since + bound + late;
         let mut am_seen: Option<DateTime<Utc>> = None;
         let card = loop {
-            if status == TeamsStatus::Firing && am_seen.is_none() {
+            if want == "firing" && am_seen.is_none() {
                 if let Some(am) = &self.am {
                     am_seen = am
                         .alerts()
@@ -745,13 +776,58 @@ impl<'a> Drill<'a> {
             }
             let ds = teams.deliveries().await?;
             if let Some(d) = find_card(&ds, alert, want, since) {
-                break Ok(d.clone());
+                break Ok((d.clone(), ds));
             }
             if Utc::now() > deadline {
                 break Err(ds);
             }
             tokio::time::sleep(self.poll).await;
         };
+        let failed = match &self.am {
+            Some(am) => notification_failures(&am.metrics().await.unwrap_or_default()),
+            None => vec![],
+        };
+        let refused = |ds: &[Delivery]| -> Vec<Delivery> {
+            ds.iter()
+                .filter(|d| {
+                    d.received_at >= since
+                        && d.format != "rejected"
+                        && d.error.is_some()
+                        && d.status == want
+                        && d.alertnames.iter().any(|a| a == alert)
+                })
+                .cloned()
+                .collect()
+        };
+        if status == TeamsStatus::Lost {
+            return Ok(match card {
+                Ok((d, _)) => Outcome::fail(format!(
+                    "expected the firing card for {alert} to be lost; it was posted {} after the fault",
+                    crate::util::secs(between(Some(since), Some(d.received_at)).unwrap_or_default())
+                )),
+                Err(ds) => {
+                    let refused = refused(&ds);
+                    match refused.first() {
+                        None => Outcome::fail(format!(
+                            "expected a lost card for {alert}: none was posted, but none was sent either (is a Teams fault on? did the alert fire?)"
+                        )),
+                        Some(first) => {
+                            let evidence = if failed.is_empty() {
+                                "Alertmanager counted it as sent: no alertmanager_notifications_failed_total shows the loss".to_string()
+                            } else {
+                                format!("evidence: {}", failed.join(", "))
+                            };
+                            Outcome::pass(format!(
+                                "firing card for {alert} lost: {} attempt(s) refused ({}), none posted within {}; {evidence}",
+                                refused.len(),
+                                first.error.clone().unwrap_or_default(),
+                                crate::util::secs(bound + late)
+                            ))
+                        }
+                    }
+                }
+            });
+        }
         let bd = self
             .breakdowns
             .entry(alert.to_string())
@@ -761,27 +837,45 @@ impl<'a> Drill<'a> {
                 ..Default::default()
             });
         match card {
-            Ok(d) => {
+            Ok((d, ds)) => {
                 match status {
-                    TeamsStatus::Firing => {
+                    TeamsStatus::Resolved => bd.teams_resolved_at = Some(d.received_at),
+                    _ => {
                         bd.teams_at = Some(d.received_at);
                         bd.alertmanager_at = am_seen.filter(|t| *t <= d.received_at);
                     }
-                    TeamsStatus::Resolved => bd.teams_resolved_at = Some(d.received_at),
                 }
                 let took = between(Some(since), Some(d.received_at)).unwrap_or_default();
-                Ok(Outcome::pass(format!(
+                let mut msg = format!(
                     "{want} card for {alert} ({}) {} after the {} (window {})",
                     d.format,
                     crate::util::secs(took),
                     if want == "firing" { "fault" } else { "undo" },
                     crate::util::secs(bound)
-                )))
+                );
+                let refused = refused(&ds);
+                if let Some(first) = refused.first() {
+                    let retried =
+                        between(Some(first.received_at), Some(d.received_at)).unwrap_or_default();
+                    msg.push_str(&format!(
+                        "; posted after {} refused attempt(s), {} after the first",
+                        refused.len(),
+                        crate::util::secs(retried)
+                    ));
+                }
+                if took > bound {
+                    msg.push_str(&format!(
+                        "; {} late (allow_late {})",
+                        crate::util::secs(took - bound),
+                        crate::util::secs(late)
+                    ));
+                }
+                Ok(Outcome::pass(msg))
             }
             Err(ds) => {
                 let mut msg = format!(
                     "expected a {want} Teams card for {alert} within {} of the {}",
-                    crate::util::secs(bound),
+                    crate::util::secs(bound + late),
                     if want == "firing" { "fault" } else { "undo" }
                 );
                 let rejected: Vec<String> = ds
@@ -797,7 +891,9 @@ impl<'a> Drill<'a> {
                     .collect();
                 let cards: Vec<String> = ds
                     .iter()
-                    .filter(|d| d.received_at >= since && d.format != "rejected")
+                    .filter(|d| {
+                        d.received_at >= since && d.format != "rejected" && d.error.is_none()
+                    })
                     .map(|d| format!("{} {:?}", d.status, d.alertnames))
                     .collect();
                 msg.push_str(&format!("; seen: {} card(s) {:?}", cards.len(), cards));
@@ -808,17 +904,22 @@ impl<'a> Drill<'a> {
                         rejected.first().cloned().unwrap_or_default()
                     ));
                 }
-                if let Some(am) = &self.am {
-                    let failed = notification_failures(&am.metrics().await.unwrap_or_default());
-                    if !failed.is_empty() {
-                        msg.push_str(&format!(
-                            "; Alertmanager reports failed notifications: {}",
-                            failed.join(", ")
-                        ));
-                    }
-                    if status == TeamsStatus::Firing && am_seen.is_none() {
-                        msg.push_str("; the alert never reached Alertmanager");
-                    }
+                let refused = refused(&ds);
+                if let Some(first) = refused.first() {
+                    msg.push_str(&format!(
+                        "; the notification was lost: {} attempt(s) refused ({})",
+                        refused.len(),
+                        first.error.clone().unwrap_or_default()
+                    ));
+                }
+                if !failed.is_empty() {
+                    msg.push_str(&format!(
+                        "; Alertmanager reports failed notifications: {}",
+                        failed.join(", ")
+                    ));
+                }
+                if want == "firing" && am_seen.is_none() && self.am.is_some() {
+                    msg.push_str("; the alert never reached Alertmanager");
                 }
                 if let Some(r) = &timing.receiver {
                     msg.push_str(&format!("; route → receiver `{r}`"));

@@ -5,7 +5,8 @@
 //! readiness, teardown) → [`drill`] with [`load`] and chaos → [`observe`]
 //! (Prometheus, Alertmanager, the Teams mock; [`panels`] runs dashboard
 //! queries) → [`verify`] (the timing
-//! model) → [`report`]. [`fixture`] holds the synthetic services the binary
+//! model) → [`report`]; [`coverage`] says which alerts and dashboards the
+//! scenarios reach. [`fixture`] holds the synthetic services the binary
 //! also serves. The CLI ([`dispatch`]) is a thin layer over this library, so
 //! a drill can run from a user's own `cargo test`:
 //!
@@ -23,6 +24,7 @@
 // cold path, so their size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod coverage;
 pub mod dispatch;
 pub mod docker;
 pub mod drill;

@@ -125,19 +125,9 @@ fn variable_sets(vars: &[grafana::Variable]) -> Vec<Vec<grafana::Variable>> {
     sets
 }
 
-/// Runs every panel target over `[start, end]`. `absent` maps a service that
-/// is not running to why (a skipped optional component).
-pub async fn check(
-    stack: &Stack,
-    prom: &Prometheus,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    scrape: Duration,
-    absent: &BTreeMap<String, String>,
-) -> Result<Vec<PanelCheck>> {
-    let catalog = Catalog::of_stack(stack, None);
-    // Jobs whose every target is an absent service, and why.
-    let mut absent_jobs: BTreeMap<String, String> = BTreeMap::new();
+/// Jobs whose every target is an absent service, and why.
+fn absent_jobs(stack: &Stack, absent: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
     for sc in &stack.prometheus.config.scrape_configs {
         let hosts: Vec<_> = sc
             .static_configs
@@ -151,10 +141,40 @@ pub async fn check(
             .collect::<Option<Vec<_>>>()
         {
             if let Some(w) = why.first() {
-                absent_jobs.insert(sc.job_name.clone(), format!("{}: {w}", hosts[0]));
+                out.insert(sc.job_name.clone(), format!("{}: {w}", hosts[0]));
             }
         }
     }
+    out
+}
+
+/// Why `expr` cannot have data in this stack when the `absent` services do
+/// not run: every metric it reads is exposed only by them. None when it can.
+pub fn needs_absent(
+    stack: &Stack,
+    absent: &BTreeMap<String, String>,
+    expr: &str,
+) -> Option<String> {
+    let ast = promql_parser::parser::parse(expr).ok()?;
+    skipped(
+        &ast,
+        &Catalog::of_stack(stack, None),
+        &absent_jobs(stack, absent),
+    )
+}
+
+/// Runs every panel target over `[start, end]`. `absent` maps a service that
+/// is not running to why (a skipped optional component).
+pub async fn check(
+    stack: &Stack,
+    prom: &Prometheus,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    scrape: Duration,
+    absent: &BTreeMap<String, String>,
+) -> Result<Vec<PanelCheck>> {
+    let catalog = Catalog::of_stack(stack, None);
+    let absent_jobs = absent_jobs(stack, absent);
     let range = (end - start).to_std().unwrap_or(Duration::from_secs(60));
     let time = TimeContext {
         range,

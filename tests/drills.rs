@@ -423,3 +423,63 @@ async fn high_error_rate_false_alert_fails() {
     );
     assert!(r.render().contains("false alert: HighLatencyP95"));
 }
+
+/// The message of the first step of `kind` whose message holds `needle`.
+fn step_saying<'a>(r: &'a DrillReport, kind: &str, needle: &str) -> &'a str {
+    r.steps
+        .iter()
+        .find(|s| s.kind == kind && s.message.contains(needle))
+        .map(|s| s.message.as_str())
+        .unwrap_or_else(|| panic!("no {kind} step says `{needle}`:\n{}", r.render()))
+}
+
+/// Teams fails (503) for a while: Alertmanager retries, the card is late.
+#[tokio::test]
+async fn teams_5xx_is_retried_and_late() {
+    let r = run(Path::new("scenarios/teams-5xx-late.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+    let m = step_saying(&r, "expect_teams", "refused attempt(s)");
+    assert!(m.contains(" late (allow_late"), "{m}");
+}
+
+/// Teams throttles (429): the card is dropped, with Alertmanager's failure
+/// counter as evidence, and re-sent only at the group's next flush.
+#[tokio::test]
+async fn teams_429_is_lost_then_resent_at_the_next_flush() {
+    let r = run(Path::new("scenarios/teams-429-lost.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+    let m = step_saying(&r, "expect_teams", "lost");
+    assert!(
+        m.contains(
+            r#"alertmanager_notifications_failed_total{integration="msteams",reason="clientError"}"#
+        ),
+        "{m}"
+    );
+    step_saying(&r, "expect_teams", "posted after 1 refused attempt(s)");
+}
+
+/// Teams answers 200 with an error text: lost, and no metric shows it.
+#[tokio::test]
+async fn teams_200_with_error_is_lost_silently() {
+    let r = run(Path::new("scenarios/teams-200-error-lost.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+    step_saying(&r, "expect_teams", "Alertmanager counted it as sent");
+}
+
+/// Without the fault the card is posted, and `status: lost` fails.
+#[tokio::test]
+async fn teams_lost_fails_when_the_card_is_posted() {
+    let ws = Workspace::new();
+    ws.patch(
+        "scenarios/teams-429-lost.yaml",
+        "fault: {status: 429}",
+        "fault: {delay: 1ms}",
+    );
+    assert_fails(
+        &ws,
+        "teams-429-lost",
+        "expect_teams",
+        &["to be lost; it was posted"],
+    )
+    .await;
+}

@@ -74,8 +74,31 @@ pub struct ChaosStep {
     /// A fixture service whose behaviour changes (`set`) or returns to its profile (`reset`).
     pub fixture: Option<String>,
     pub set: Option<FixtureSet>,
+    /// A Teams mock that misbehaves (`fault`) or behaves again (`reset`).
+    pub teams: Option<String>,
+    pub fault: Option<TeamsFault>,
     #[serde(default)]
     pub reset: bool,
+}
+
+/// What the Teams mock does to each card while the fault lasts.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsFault {
+    /// Answer this HTTP status and post nothing: 429 (throttled; Alertmanager
+    /// drops it), 500/503 (Alertmanager retries).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Answer this much later.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Dur>,
+    /// Answer `200` with this text and post nothing, as a throttled Teams
+    /// connector does; Alertmanager counts it as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_text: Option<String>,
+    /// The fault ends by itself after this long (default: until `reset`).
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -93,6 +116,8 @@ pub enum Chaos {
     Container(ContainerAction, String),
     FixtureSet(String, FixtureSet),
     FixtureReset(String),
+    TeamsFault(String, TeamsFault),
+    TeamsReset(String),
 }
 
 impl ScenarioDoc {
@@ -138,10 +163,17 @@ impl ChaosStep {
                 _ => return Err("`fixture` takes either `set: {...}` or `reset: true`".into()),
             }
         }
+        if let Some(t) = &self.teams {
+            match (&self.fault, self.reset) {
+                (Some(f), false) => found.push(Chaos::TeamsFault(t.clone(), f.clone())),
+                (None, true) => found.push(Chaos::TeamsReset(t.clone())),
+                _ => return Err("`teams` takes either `fault: {...}` or `reset: true`".into()),
+            }
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(
-                "a chaos step names one action: stop, start, kill, pause, unpause or fixture"
+                "a chaos step names one action: stop, start, kill, pause, unpause, fixture or teams"
                     .into(),
             ),
             _ => Err("a chaos step names one action only; use one step per action".into()),
@@ -165,6 +197,9 @@ pub struct ExpectAlert {
 pub enum TeamsStatus {
     Firing,
     Resolved,
+    /// Alertmanager sent the firing card, the (faulted) mock refused it, and
+    /// no card was posted: the notification was lost.
+    Lost,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +209,9 @@ pub struct ExpectTeams {
     pub status: TeamsStatus,
     /// The longest fault → Teams (or undo → Teams) path the team accepts.
     pub within: Option<Dur>,
+    /// How late past its window the card may come (a Teams fault is on:
+    /// Alertmanager retries 5xx), measured and reported.
+    pub allow_late: Option<Dur>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -412,6 +450,37 @@ impl Scenario {
                         }
                         if let (Some(set), Some(p)) = (&c.set, stack.fixtures.get(&s)) {
                             check_set(src, &format!("{at}.chaos.set"), set, p, &mut errors);
+                        }
+                    }
+                    Ok(Chaos::TeamsFault(t, _)) | Ok(Chaos::TeamsReset(t)) => {
+                        let at_t = format!("{at}.chaos.teams");
+                        if service(&at_t, &t, &mut errors)
+                            && stack.service(&t).map(|x| x.kind) != Some(Kind::TeamsMock)
+                        {
+                            errors.push(
+                                src.error(&at_t, format!("`{t}` is not a teams-mock service")),
+                            );
+                        }
+                        if let Some(f) = &c.fault {
+                            let at_f = format!("{at}.chaos.fault");
+                            if f.status.is_some_and(|s| !(400..=599).contains(&s)) {
+                                errors.push(src.error(
+                                    &format!("{at_f}.status"),
+                                    "a fault status is an error status, 400-599",
+                                ));
+                            }
+                            if f.status.is_some() && f.error_text.is_some() {
+                                errors.push(src.error(
+                                    &at_f,
+                                    "a fault answers `status` or `error_text`, not both",
+                                ));
+                            }
+                            if *f == TeamsFault::default() {
+                                errors.push(src.error(
+                                    &at_f,
+                                    "a fault sets `status`, `delay` or `error_text`",
+                                ));
+                            }
                         }
                     }
                 },
