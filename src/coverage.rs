@@ -68,8 +68,7 @@ pub fn coverage(scenarios: &[PathBuf], stacks: &[PathBuf]) -> Result<Vec<StackCo
     let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut by_stack: BTreeMap<PathBuf, (Stack, Vec<Scenario>)> = BTreeMap::new();
     for p in stacks {
-        let s = Stack::load(p)
-            .map_err(|e| anyhow!("{}", crate::report::render_spec_errors(&e)))?;
+        let s = Stack::load(p).map_err(|e| anyhow!("{}", crate::report::render_spec_errors(&e)))?;
         by_stack.entry(key(p)).or_insert((s, vec![]));
     }
     for p in scenarios {

@@ -428,6 +428,7 @@ async fn drill(
     };
     let mut reports = Vec::new();
     let mut code = 0;
+    let suite = std::time::Instant::now();
     for f in &files {
         println!("drill {}", f.display());
         match crate::drill::run(f, &opts).await {
@@ -449,8 +450,10 @@ async fn drill(
         }
     }
     if files.len() > 1 {
-        let passed = reports.iter().filter(|r| r.passed()).count();
-        println!("{} passed, {} failed", passed, files.len() - passed);
+        print!(
+            "{}",
+            crate::report::suite_summary(&reports, suite.elapsed())
+        );
     }
     if let Some(path) = out.json {
         let text = match serde_json::to_string_pretty(&reports) {

@@ -98,8 +98,9 @@ pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
             )],
         };
         drill.finish_loads(&mut report).await;
-        report.breakdowns = drill.breakdowns.into_values().collect();
+        report.lower_bound = drill.lower_bound();
         report.panels = std::mem::take(&mut drill.panels);
+        report.breakdowns = drill.breakdowns.into_values().collect();
         let down = running.down().await;
         res.and(down)
     };
@@ -457,6 +458,43 @@ impl<'a> Drill<'a> {
             "nothing fired for {}{note}",
             crate::util::secs(d)
         )))
+    }
+
+    /// The least time the scenario can take on this stack, whatever the
+    /// machine: quiet periods and waits, each expected alert's `for`, the
+    /// group_wait before its first card, and the group_interval between its
+    /// firing and resolved cards. Bring-up and detection are not counted.
+    fn lower_bound(&self) -> Duration {
+        let mut total = Duration::ZERO;
+        let mut fired_card: BTreeMap<&str, Duration> = BTreeMap::new();
+        for step in &self.scenario.doc.steps {
+            let timing = |name: &str, labels: &BTreeMap<String, String>| {
+                self.rule_timing(name, labels).ok().map(|(_, t)| t)
+            };
+            let add = match step {
+                Step::ExpectQuiet(q) => self.scaled(q.for_),
+                Step::Wait(w) => self.scaled(w.for_),
+                Step::ExpectAlert(a) => timing(&a.name, &a.labels)
+                    .map(|t| t.for_)
+                    .unwrap_or_default(),
+                Step::ExpectTeams(t) => match (t.status, timing(&t.alert, &BTreeMap::new())) {
+                    (TeamsStatus::Resolved, Some(tm)) => {
+                        let since = fired_card.get(t.alert.as_str()).map(|at| total - *at);
+                        since
+                            .map(|s| tm.group_interval.saturating_sub(s))
+                            .unwrap_or_default()
+                    }
+                    (_, Some(tm)) => {
+                        fired_card.insert(&t.alert, total + tm.group_wait);
+                        tm.group_wait
+                    }
+                    (_, None) => Duration::ZERO,
+                },
+                _ => Duration::ZERO,
+            };
+            total += add;
+        }
+        total
     }
 
     fn rule_timing(

@@ -86,6 +86,9 @@ pub struct DrillReport {
     pub bring_up: Duration,
     #[serde(with = "secs")]
     pub wall: Duration,
+    /// The least time the steps can take on this stack (DESIGN §6).
+    #[serde(with = "secs")]
+    pub lower_bound: Duration,
     pub skipped_services: Vec<(String, String)>,
     pub steps: Vec<StepResult>,
     pub breakdowns: Vec<Breakdown>,
@@ -119,6 +122,7 @@ impl DrillReport {
             time_scale: s.doc.time_scale,
             bring_up: Duration::ZERO,
             wall: Duration::ZERO,
+            lower_bound: Duration::ZERO,
             skipped_services: vec![],
             steps: vec![],
             breakdowns: vec![],
@@ -179,16 +183,38 @@ impl DrillReport {
         }
         let verdict = if self.passed() { "PASSED" } else { "FAILED" };
         out.push_str(&format!(
-            "{verdict} {} — {} step(s), {} failed; stack up in {:.1}s, drill {:.1}s (run {})\n",
+            "{verdict} {} — {} step(s), {} failed; stack up in {:.1}s, drill {:.1}s, lower bound {:.1}s (run {})\n",
             self.scenario,
             self.steps.len(),
             self.failures().len(),
             self.bring_up.as_secs_f64(),
             self.wall.as_secs_f64(),
+            self.lower_bound.as_secs_f64(),
             self.run_id
         ));
         out
     }
+}
+
+/// A suite's totals: wall time, the sum of its drills' lower bounds, and
+/// how far above that the suite ran.
+pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
+    let passed = reports.iter().filter(|r| r.passed()).count();
+    let bound: Duration = reports.iter().map(|r| r.lower_bound).sum();
+    let ratio = if bound.is_zero() {
+        String::new()
+    } else {
+        format!(
+            ", {:.1}× the bound",
+            wall.as_secs_f64() / bound.as_secs_f64()
+        )
+    };
+    format!(
+        "{passed} passed, {} failed; suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
+        reports.len() - passed,
+        wall.as_secs_f64(),
+        bound.as_secs_f64()
+    )
 }
 
 /// Drill reports as JUnit XML: a suite per drill, a test case per
