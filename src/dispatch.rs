@@ -441,7 +441,15 @@ async fn drill(
                         1.max(code)
                     };
                 }
+                let stop = r
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.starts_with(crate::drill::INTERRUPTED));
                 reports.push(r);
+                // Interrupted: the suite stops too, rather than start the next stack.
+                if stop {
+                    break;
+                }
             }
             Err(e) => {
                 eprintln!("firedrill: {}: {e:#}", f.display());

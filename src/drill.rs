@@ -64,6 +64,9 @@ pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)>
     Ok((scenario, eff))
 }
 
+/// How a drill's error starts when a signal stopped it.
+pub const INTERRUPTED: &str = "interrupted";
+
 /// Runs one scenario end to end.
 pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
     let started = Instant::now();
@@ -78,9 +81,7 @@ pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
         .await?;
     let run_id = crate::stack::new_run_id();
     let mut report = DrillReport::new(&scenario, &run_id);
-    let interrupted = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    let interrupted = crate::util::interrupted();
     let body = async {
         let running = Running::up(&docker, &scenario.stack, &eff, imgs, &run_id).await?;
         report.bring_up = running.bring_up;
@@ -106,7 +107,7 @@ pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
     };
     let res = tokio::select! {
         r = body => r,
-        _ = interrupted => Err(anyhow!("interrupted (Ctrl-C): the stack was torn down")),
+        _ = interrupted => Err(anyhow!("{INTERRUPTED} (Ctrl-C or SIGTERM): the stack was torn down")),
     };
     if res.is_err() {
         // Whatever happened, nothing of this run stays behind.
@@ -465,36 +466,45 @@ impl<'a> Drill<'a> {
     /// group_wait before its first card, and the group_interval between its
     /// firing and resolved cards. Bring-up and detection are not counted.
     fn lower_bound(&self) -> Duration {
-        let mut total = Duration::ZERO;
+        // A timeline of earliest times: alerts expected after one fault
+        // overlap (the longest `for` counts, not their sum).
+        let mut t = Duration::ZERO;
+        let mut fault = Duration::ZERO;
         let mut fired_card: BTreeMap<&str, Duration> = BTreeMap::new();
+        let timing = |name: &str, labels: &BTreeMap<String, String>| {
+            self.rule_timing(name, labels).ok().map(|(_, t)| t)
+        };
         for step in &self.scenario.doc.steps {
-            let timing = |name: &str, labels: &BTreeMap<String, String>| {
-                self.rule_timing(name, labels).ok().map(|(_, t)| t)
-            };
-            let add = match step {
-                Step::ExpectQuiet(q) => self.scaled(q.for_),
-                Step::Wait(w) => self.scaled(w.for_),
-                Step::ExpectAlert(a) => timing(&a.name, &a.labels)
-                    .map(|t| t.for_)
-                    .unwrap_or_default(),
-                Step::ExpectTeams(t) => match (t.status, timing(&t.alert, &BTreeMap::new())) {
-                    (TeamsStatus::Resolved, Some(tm)) => {
-                        let since = fired_card.get(t.alert.as_str()).map(|at| total - *at);
-                        since
-                            .map(|s| tm.group_interval.saturating_sub(s))
-                            .unwrap_or_default()
+            match step {
+                Step::ExpectQuiet(q) => t += self.scaled(q.for_),
+                Step::Wait(w) => t += self.scaled(w.for_),
+                Step::Chaos(_) => fault = t,
+                Step::ExpectAlert(a) => {
+                    if let Some(tm) = timing(&a.name, &a.labels) {
+                        t = t.max(fault + tm.for_);
                     }
-                    (_, Some(tm)) => {
-                        fired_card.insert(&t.alert, total + tm.group_wait);
-                        tm.group_wait
+                }
+                Step::ExpectTeams(e) => {
+                    let Some(tm) = timing(&e.alert, &BTreeMap::new()) else {
+                        continue;
+                    };
+                    match e.status {
+                        TeamsStatus::Resolved => {
+                            if let Some(at) = fired_card.get(e.alert.as_str()) {
+                                t = t.max(*at + tm.group_interval);
+                            }
+                        }
+                        _ => {
+                            let at = (fault + tm.for_ + tm.group_wait).max(t);
+                            fired_card.insert(&e.alert, at);
+                            t = at;
+                        }
                     }
-                    (_, None) => Duration::ZERO,
-                },
-                _ => Duration::ZERO,
-            };
-            total += add;
+                }
+                _ => {}
+            }
         }
-        total
+        t
     }
 
     fn rule_timing(

@@ -36,6 +36,21 @@ pub fn now_unix() -> f64 {
         .unwrap_or_default()
 }
 
+/// Resolves on Ctrl-C or SIGTERM (`docker stop`, a CI job's timeout).
+pub async fn interrupted() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -227,6 +227,18 @@ async fn high_latency_p95_long_for_fails() {
 /// Ctrl-C in the middle of a drill: the CLI tears the stack down and says so.
 #[tokio::test]
 async fn ctrl_c_tears_down() {
+    interrupt_tears_down(libc::SIGINT).await;
+}
+
+/// SIGTERM (a CI job's timeout, `docker stop` of a runner) does the same.
+#[tokio::test]
+async fn sigterm_tears_down() {
+    interrupt_tears_down(libc::SIGTERM).await;
+}
+
+/// A signal during the first of two drills: that stack is torn down, and
+/// the second drill never starts.
+async fn interrupt_tears_down(signal: libc::c_int) {
     let _serial = SERIAL.lock().await;
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
         .args([
@@ -234,6 +246,7 @@ async fn ctrl_c_tears_down() {
             "--images",
             "offline",
             "scenarios/backend-down.yaml",
+            "scenarios/high-error-rate.yaml",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -259,7 +272,7 @@ async fn ctrl_c_tears_down() {
     );
     // SAFETY: kill(2) on our own child.
     unsafe {
-        libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT);
+        libc::kill(child.id().unwrap() as libc::pid_t, signal);
     }
     while let Ok(Some(l)) = lines.next_line().await {
         seen.push(l);
@@ -267,7 +280,11 @@ async fn ctrl_c_tears_down() {
     let status = child.wait().await.unwrap();
     assert!(!status.success());
     let all = seen.join("\n");
-    assert!(all.contains("interrupted (Ctrl-C)"), "{all}");
+    assert!(all.contains("interrupted (Ctrl-C or SIGTERM)"), "{all}");
+    assert!(
+        !all.contains("drill scenarios/high-error-rate.yaml"),
+        "the suite went on after the signal: {all}"
+    );
     let run_id = all
         .split("(run ")
         .nth(1)
