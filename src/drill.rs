@@ -336,7 +336,6 @@ impl<'a> Drill<'a> {
     /// The false-alert guard: every alert that fired during the drill and
     /// that no step expects (nor `allow_alerts` allows), with its labels.
     async fn unexpected_alerts(&self) -> Result<Vec<String>> {
-        let expected = self.scenario.doc.expected_alerts();
         let eval = self.eff.prometheus.config.evaluation_interval();
         let series = self
             .prom
@@ -347,26 +346,10 @@ impl<'a> Drill<'a> {
                 eval,
             )
             .await?;
-        let mut out: Vec<String> = series
-            .iter()
-            .filter(|s| {
-                let name = s.metric.get("alertname").map(String::as_str);
-                !name.is_some_and(|n| expected.contains(n))
-            })
-            .map(|s| {
-                let mut l = s.metric.clone();
-                l.remove("alertstate");
-                l.remove("__name__");
-                format!(
-                    "{}{}",
-                    l.get("alertname").cloned().unwrap_or_default(),
-                    fmt_labels(&l)
-                )
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        Ok(out)
+        Ok(unexpected(
+            series.iter().map(|s| &s.metric),
+            &self.scenario.doc,
+        ))
     }
 
     async fn chaos(&self, action: &Chaos) -> Result<String> {
@@ -997,6 +980,52 @@ fn fmt_selector(l: &BTreeMap<String, String>) -> String {
     format!("{{{}}}", v.join(","))
 }
 
+/// The firing alerts (ALERTS series' labels) that no step of `doc` expects
+/// and `allow_alerts` does not allow, as `Name{labels}`. A step's labels
+/// must all be on the alert; a step with none (expect_teams) stands for
+/// any alert of its name unless another step names labels for it.
+pub fn unexpected<'a>(
+    firing: impl Iterator<Item = &'a BTreeMap<String, String>>,
+    doc: &crate::spec::scenario::ScenarioDoc,
+) -> Vec<String> {
+    let (expected, allowed) = doc.expected_alerts();
+    let labelled: Vec<&str> = expected
+        .iter()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, _)| *n)
+        .collect();
+    let mut out: Vec<String> = firing
+        .filter(|m| {
+            let name = m.get("alertname").map(String::as_str).unwrap_or("");
+            let ok = allowed
+                .iter()
+                .any(|(n, l)| *n == name && label_subset(l, m))
+                || expected.iter().any(|(n, l)| {
+                    *n == name
+                        && if l.is_empty() {
+                            !labelled.contains(n)
+                        } else {
+                            label_subset(l, m)
+                        }
+                });
+            !ok
+        })
+        .map(|m| {
+            let mut l = m.clone();
+            l.remove("alertstate");
+            l.remove("__name__");
+            format!(
+                "{}{}",
+                l.get("alertname").cloned().unwrap_or_default(),
+                fmt_labels(&l)
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `alertmanager_notifications_failed_total` series above zero, as evidence.
 pub fn notification_failures(metrics: &str) -> Vec<String> {
     metrics
@@ -1014,4 +1043,49 @@ pub fn notification_failures(metrics: &str) -> Vec<String> {
         })
         .map(str::to_string)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::scenario::ScenarioDoc;
+
+    fn alert(name: &str, labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("alertname".into(), name.into());
+        m.insert("alertstate".into(), "firing".into());
+        m.insert("__name__".into(), "ALERTS".into());
+        m
+    }
+
+    fn doc(yaml: &str) -> ScenarioDoc {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn the_guard_matches_names_and_labels() {
+        let d = doc(
+            "name: x\nstack: s\nsteps:\n  - expect_alert: {name: InstanceDown, labels: {job: vllm}}\n  - expect_teams: {alert: InstanceDown, status: firing}\n  - expect_teams: {alert: AppDown, status: firing}\nallow_alerts:\n  - {alert: Watchdog, reason: always on}\n  - {alert: HostDown, labels: {job: a}, reason: known}\n",
+        );
+        let firing = [
+            alert("InstanceDown", &[("job", "vllm")]),
+            alert("InstanceDown", &[("job", "cadvisor")]),
+            alert("AppDown", &[("job", "vllm")]),
+            alert("Watchdog", &[]),
+            alert("HighLatency", &[("route", "/")]),
+            alert("HostDown", &[("job", "a")]),
+            alert("HostDown", &[("job", "b")]),
+        ];
+        assert_eq!(
+            unexpected(firing.iter(), &d),
+            vec![
+                r#"HighLatency{route="/"}"#.to_string(),
+                r#"HostDown{job="b"}"#.to_string(),
+                r#"InstanceDown{job="cadvisor"}"#.to_string(),
+            ]
+        );
+    }
 }

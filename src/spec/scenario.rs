@@ -121,25 +121,36 @@ pub enum Chaos {
 }
 
 impl ScenarioDoc {
-    /// The alerts some step expects, and those allowed: the false-alert
-    /// guard's list of what may fire.
-    pub fn expected_alerts(&self) -> std::collections::BTreeSet<&str> {
-        let mut out: std::collections::BTreeSet<&str> =
-            self.allow_alerts.iter().map(|a| a.name.as_str()).collect();
+    /// What may fire, for the false-alert guard: (name, labels) each step
+    /// expects (a firing alert must carry those labels), and those
+    /// `allow_alerts` lets through.
+    #[allow(clippy::type_complexity)]
+    pub fn expected_alerts(
+        &self,
+    ) -> (
+        Vec<(&str, &BTreeMap<String, String>)>,
+        Vec<(&str, &BTreeMap<String, String>)>,
+    ) {
+        let mut expected = Vec::new();
         for s in &self.steps {
             match s {
                 Step::ExpectAlert(a) | Step::ExpectResolved(a) => {
-                    out.insert(&a.name);
+                    expected.push((a.name.as_str(), &a.labels));
                 }
-                Step::ExpectTeams(t) => {
-                    out.insert(&t.alert);
-                }
+                Step::ExpectTeams(t) => expected.push((t.alert.as_str(), &EMPTY)),
                 _ => {}
             }
         }
-        out
+        let allowed = self
+            .allow_alerts
+            .iter()
+            .map(|a| (a.name.as_str(), &a.labels))
+            .collect();
+        (expected, allowed)
     }
 }
+
+static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 impl ChaosStep {
     pub fn action(&self) -> Result<Chaos, String> {
@@ -236,6 +247,9 @@ pub struct ExpectDashboards {
 pub struct Excused {
     #[serde(alias = "panel", alias = "alert")]
     pub name: String,
+    /// An allowed alert only with these labels (`{job: cadvisor}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
     pub reason: String,
 }
 

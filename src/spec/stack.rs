@@ -102,6 +102,22 @@ pub struct LintConfig {
     pub ignore: Vec<LintIgnore>,
 }
 
+/// An alert no drill can provoke on a CI machine, and why (`firedrill
+/// coverage` lists it apart).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    pub alert: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoverageConfig {
+    #[serde(default)]
+    pub waive: Vec<Waiver>,
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackDoc {
@@ -109,6 +125,8 @@ pub struct StackDoc {
     pub services: BTreeMap<String, ServiceSpec>,
     #[serde(default)]
     pub lint: LintConfig,
+    #[serde(default)]
+    pub coverage: CoverageConfig,
 }
 
 /// A stack with every file it names loaded and validated.
@@ -222,6 +240,23 @@ impl Stack {
                 None
             }
         };
+        if let Some(p) = &prometheus {
+            let names: Vec<String> = p.alert_rules().into_iter().map(|r| r.name).collect();
+            for (i, w) in doc.coverage.waive.iter().enumerate() {
+                if !names.contains(&w.alert) {
+                    let mut e = source.error(
+                        &format!("coverage.waive.{i}.alert"),
+                        format!("no alerting rule is named `{}`", w.alert),
+                    );
+                    if let Some(near) =
+                        crate::util::closest(&w.alert, names.iter().map(String::as_str))
+                    {
+                        e = e.with_help(format!("did you mean `{near}`?"));
+                    }
+                    errors.push(e);
+                }
+            }
+        }
         SpecErrors { errors }.into_result()?;
         Ok(Stack {
             source,
