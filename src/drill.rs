@@ -277,12 +277,7 @@ impl<'a> Drill<'a> {
     /// excused by the scenario; an excuse for a panel that has data is stale
     /// and fails too, so the list stays true.
     async fn expect_dashboards(&mut self, d: &ExpectDashboards) -> Result<Outcome> {
-        let absent: BTreeMap<String, String> = self
-            .running
-            .services
-            .values()
-            .filter_map(|s| s.skipped.clone().map(|w| (s.name.clone(), w)))
-            .collect();
+        let absent = self.running.skipped();
         let scrape = self.eff.prometheus.config.scrape_interval();
         let checks = crate::panels::check(
             &self.scenario.stack,

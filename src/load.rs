@@ -72,7 +72,9 @@ pub async fn run_goose(plan: &LoadPlan) -> Result<LoadSummary> {
     plan.check()?;
     let mut cfg = GooseConfiguration::default();
     cfg.host = Some(plan.url.clone());
-    let users = (plan.rate.ceil() as usize).clamp(1, 64);
+    // Enough users for slow answers: at rate r and latency L, r×L requests
+    // are in flight (16 s of latency at full rate); the throttle keeps the rate.
+    let users = ((plan.rate * 16.0).ceil() as usize).clamp(4, 512);
     cfg.users = Some(users);
     cfg.increase_rate = Some(users.to_string());
     cfg.run_time = Some(plan.duration.as_secs().max(1).to_string());
@@ -82,7 +84,9 @@ pub async fn run_goose(plan: &LoadPlan) -> Result<LoadSummary> {
     cfg.quiet = 1;
     cfg.no_telnet = true;
     cfg.no_websocket = true;
-    cfg.timeout = Some("10".into());
+    // Longer than any latency a drill injects: a request the client gives
+    // up on is never observed by the service's histograms.
+    cfg.timeout = Some("60".into());
     let path: Arc<str> = plan.path.clone().into();
     let name = format!("{} {}", plan.method, plan.path);
     let method = match plan.method.to_ascii_uppercase().as_str() {

@@ -238,3 +238,24 @@ fn unknown_excused_panel_and_allowed_alert_are_located() {
         "{out}"
     );
 }
+
+/// A load under 1/s cannot be throttled: refused where it is written.
+#[test]
+fn a_rate_below_one_per_second_is_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("s.yaml");
+    let stack = std::fs::canonicalize("stack/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: s\nstack: {}\nsteps:\n  - load: {{target: backend, path: /api/users, rate: 30/m}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = error_of(f.to_str().unwrap());
+    assert!(
+        out.contains("s.yaml:4:") && out.contains("the least rate is 1/s"),
+        "{out}"
+    );
+}

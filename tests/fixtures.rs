@@ -219,12 +219,7 @@ async fn families_and_panels(stack_file: &str, broken: Option<&BrokenPanels>) {
             problems.extend(family_problems(&up, &job, f).await);
         }
     }
-    let absent: BTreeMap<String, String> = up
-        .running
-        .services
-        .values()
-        .filter_map(|s| s.skipped.clone().map(|w| (s.name.clone(), w)))
-        .collect();
+    let absent = up.running.skipped();
     let checks = panels::check(&up.stack, &up.prom, start, Utc::now(), up.scrape, &absent)
         .await
         .unwrap();
@@ -305,12 +300,7 @@ async fn seed_002_postgres_is_scraped_and_panels_have_data() {
             problems.push(format!("{what}: `{expr}` returns nothing"));
         }
     }
-    let absent: BTreeMap<String, String> = up
-        .running
-        .services
-        .values()
-        .filter_map(|s| s.skipped.clone().map(|w| (s.name.clone(), w)))
-        .collect();
+    let absent = up.running.skipped();
     let checks = panels::check(&up.stack, &up.prom, start, Utc::now(), up.scrape, &absent)
         .await
         .unwrap();

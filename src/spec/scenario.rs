@@ -431,6 +431,12 @@ impl Scenario {
             let at = format!("steps.{i}");
             match step {
                 Step::Load(l) => {
+                    if l.rate.0 < 1.0 {
+                        errors.push(src.error(
+                            &format!("{at}.load.rate"),
+                            "the load is throttled in whole requests per second: the least rate is 1/s",
+                        ));
+                    }
                     let at = format!("{at}.load.target");
                     if service(&at, &l.target, &mut errors) {
                         match stack.fixtures.get(&l.target) {

@@ -509,6 +509,15 @@ impl Running {
         Ok(running)
     }
 
+    /// The services that do not run (optional components with no image),
+    /// each with why.
+    pub fn skipped(&self) -> BTreeMap<String, String> {
+        self.services
+            .values()
+            .filter_map(|s| s.skipped.clone().map(|w| (s.name.clone(), w)))
+            .collect()
+    }
+
     /// Every secret value this run made, to check that none leaks into a
     /// log or a report.
     pub fn secret_values(&self) -> Vec<&str> {
