@@ -132,6 +132,10 @@ struct Drill<'a> {
     loads: Vec<load::Background>,
     breakdowns: BTreeMap<String, Breakdown>,
     panels: Vec<PanelCheck>,
+    /// Latency injected per fixture now, and the latency the last change
+    /// took away (requests in flight still take it).
+    latency: BTreeMap<String, Duration>,
+    tail: Duration,
     poll: Duration,
 }
 
@@ -192,6 +196,8 @@ impl<'a> Drill<'a> {
             loads: Vec::new(),
             breakdowns: BTreeMap::new(),
             panels: Vec::new(),
+            latency: BTreeMap::new(),
+            tail: Duration::ZERO,
             poll: (eval / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
         }
     }
@@ -251,6 +257,14 @@ impl<'a> Drill<'a> {
             Step::Chaos(c) => {
                 let action = c.action().map_err(|e| anyhow!(e))?;
                 let msg = self.chaos(&action).await?;
+                self.tail = match &action {
+                    Chaos::FixtureSet(f, set) => {
+                        let now = set.latency.map(|d| d.0).unwrap_or_default();
+                        self.latency.insert(f.clone(), now).unwrap_or_default()
+                    }
+                    Chaos::FixtureReset(f) => self.latency.remove(f).unwrap_or_default(),
+                    _ => Duration::ZERO,
+                };
                 // A Teams fault is not a change of the monitored system:
                 // windows still count from the last fault of the stack.
                 if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
@@ -694,17 +708,29 @@ impl<'a> Drill<'a> {
     }
 
     async fn expect_resolved(&mut self, a: &ExpectAlert) -> Result<Outcome> {
-        let (_, timing) = self.rule_timing(&a.name, &a.labels)?;
+        let (_, mut timing) = self.rule_timing(&a.name, &a.labels)?;
+        // Requests sent before the undo still take the injected latency,
+        // and are observed when they end: the data turns that much later.
+        timing.inflight_tail = self.tail;
+        let bound = timing.resolve_bound();
+        let explain = if self.tail.is_zero() {
+            "data turn + eval + keep_firing_for + slack".to_string()
+        } else {
+            format!(
+                "data turn + eval + keep_firing_for + slack + in-flight latency {}",
+                crate::util::secs(self.tail)
+            )
+        };
         if let Some(o) = self.too_slow(
             &format!("{} to resolve after the undo", a.name),
-            timing.resolve_bound(),
-            "data turn + eval + keep_firing_for + slack",
+            bound,
+            &explain,
             a.within,
         ) {
             return Ok(o);
         }
         let undo = self.fault_time();
-        let deadline = undo + timing.resolve_bound();
+        let deadline = undo + bound;
         let gone = loop {
             let still = self.prom.alerts().await?.into_iter().any(|x| {
                 x.labels.get("alertname") == Some(&a.name) && label_subset(&a.labels, &x.labels)
@@ -728,18 +754,21 @@ impl<'a> Drill<'a> {
             });
         bd.undo_at = Some(undo);
         bd.resolved_at = gone;
+        if let Some(t) = bd.timing.as_mut() {
+            t.inflight_tail = self.tail;
+        }
         Ok(match gone {
             Some(t) => Outcome::pass(format!(
                 "{} resolved {} after the undo (window {})",
                 a.name,
                 crate::util::secs(between(Some(undo), Some(t)).unwrap_or_default()),
-                crate::util::secs(timing.resolve_bound())
+                crate::util::secs(bound)
             )),
             None => Outcome::fail(format!(
                 "expected {}{} resolved within {} of the undo; it is still active",
                 a.name,
                 fmt_labels(&a.labels),
-                crate::util::secs(timing.resolve_bound())
+                crate::util::secs(bound)
             )),
         })
     }

@@ -27,6 +27,9 @@ pub struct Timing {
     pub group_wait: Duration,
     pub group_interval: Duration,
     pub slack: Duration,
+    /// Latency the undo took away: requests already in flight still take
+    /// it, and are observed when they end.
+    pub inflight_tail: Duration,
 }
 
 impl Timing {
@@ -60,6 +63,7 @@ impl Timing {
             group_wait: route.as_ref().map(|r| r.group_wait).unwrap_or_default(),
             group_interval: route.as_ref().map(|r| r.group_interval).unwrap_or_default(),
             slack: BASE_SLACK.max(rule.eval_interval),
+            inflight_tail: Duration::ZERO,
         }
     }
 
@@ -77,7 +81,7 @@ impl Timing {
     }
     /// undo → alert gone from Prometheus: the data turn, one evaluation, keep_firing_for.
     pub fn resolve_bound(&self) -> Duration {
-        self.detect() + self.eval_interval + self.keep_firing_for + self.slack
+        self.detect() + self.eval_interval + self.keep_firing_for + self.slack + self.inflight_tail
     }
     /// undo → resolved card: Alertmanager flushes at the group's next group_interval.
     pub fn teams_resolved_bound(&self) -> Duration {
@@ -234,6 +238,7 @@ mod tests {
             group_wait: Duration::from_secs(30),
             group_interval: Duration::from_secs(300),
             slack: Duration::from_secs(15),
+            inflight_tail: Duration::ZERO,
         }
     }
 

@@ -421,3 +421,54 @@ async fn teams_lost_fails_when_the_card_is_posted() {
     )
     .await;
 }
+
+/// DESIGN §6: the same drill at ×1 and at ×0.1 gives the same timeline once
+/// scaled: each phase after detection (expression true → pending → firing →
+/// Teams) agrees within one evaluation interval of the ×1 stack. Detection
+/// itself depends on where the fault falls in the scrape cycle, so it is
+/// only bounded, not compared.
+#[tokio::test]
+async fn time_scale_keeps_the_timeline() {
+    let ws = Workspace::new();
+    let scenario = |scale: &str| {
+        format!(
+            "name: scale-{scale}\nstack: ../stack/stack.yaml\ntime_scale: {scale}\nsteps:\n  - load: {{target: backend, path: /api/health, rate: 5/s}}\n  - expect_quiet: {{for: 15s}}\n  - chaos: {{stop: backend}}\n  - expect_alert: {{name: BackendDown, labels: {{job: backend}}}}\n  - expect_teams: {{alert: BackendDown, status: firing}}\n"
+        )
+    };
+    let mut phases = Vec::new();
+    for scale in ["1", "0.1"] {
+        let f = ws.path(&format!("scenarios/scale-{scale}.yaml"));
+        std::fs::write(&f, scenario(scale)).unwrap();
+        let r = run(&f, true).await;
+        assert!(r.passed(), "{}", r.render());
+        let b = &r.breakdowns[0];
+        let s = |a: Option<chrono::DateTime<chrono::Utc>>,
+                 z: Option<chrono::DateTime<chrono::Utc>>| {
+            (z.unwrap() - a.unwrap()).num_milliseconds() as f64 / 1000.0
+        };
+        let k: f64 = scale.parse().unwrap();
+        phases.push([
+            s(b.expr_true_at, b.pending_at) / k,
+            s(b.pending_at, b.firing_at) / k,
+            s(b.firing_at, b.teams_at) / k,
+            s(b.fault_at, b.teams_at) / k,
+        ]);
+    }
+    // The ×1 stack evaluates every 15 s and scrapes every 15 s.
+    let (eval, scrape) = (15.0, 15.0);
+    let names = ["expr true → pending", "pending → firing", "firing → Teams"];
+    for (i, name) in names.iter().enumerate() {
+        let (one, tenth) = (phases[0][i], phases[1][i]);
+        println!("{name}: ×1 {one:.2}s, ×0.1 scaled {tenth:.2}s");
+        assert!(
+            (one - tenth).abs() <= eval,
+            "{name}: ×1 took {one:.2}s, ×0.1 took {tenth:.2}s once scaled"
+        );
+    }
+    let (one, tenth) = (phases[0][3], phases[1][3]);
+    println!("fault → Teams: ×1 {one:.2}s, ×0.1 scaled {tenth:.2}s");
+    assert!(
+        (one - tenth).abs() <= eval + scrape,
+        "fault → Teams: ×1 {one:.2}s, ×0.1 {tenth:.2}s once scaled"
+    );
+}
