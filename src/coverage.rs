@@ -111,7 +111,7 @@ pub fn coverage(scenarios: &[PathBuf], stacks: &[PathBuf]) -> Result<Vec<StackCo
             alerts.push(Item {
                 needs: waived.or_else(|| {
                     crate::panels::needs_absent(stack, &optional, &rule.expr)
-                        .map(|n| format!("needs {n}"))
+                        .map(|n| format!("skipped: needs {n}"))
                 }),
                 name: rule.name,
                 scenarios: provoked,
@@ -170,7 +170,7 @@ pub fn render(cov: &[StackCoverage]) -> String {
         for (what, items) in [("alert", &c.alerts), ("dashboard", &c.dashboards)] {
             for i in items {
                 let by = match (&i.needs, i.scenarios.is_empty()) {
-                    (Some(n), _) => format!("skipped: {n}"),
+                    (Some(n), _) => n.clone(),
                     (None, true) => "NOT COVERED".to_string(),
                     (None, false) => i.scenarios.join(", "),
                 };

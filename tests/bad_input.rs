@@ -212,21 +212,22 @@ fn secret_with_two_sources_is_located() {
     assert!(out.contains("stack.yaml:25:13"), "the secret's line: {out}");
 }
 
-/// An excused panel or allowed alert must exist in the stack.
-#[test]
-fn unknown_excused_panel_and_allowed_alert_are_located() {
+/// The error of a scenario `s.yaml` on the seed-001 stack whose lines after
+/// `name` and `stack` are `rest`.
+fn error_of_scenario(rest: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("s.yaml");
     let stack = std::fs::canonicalize("stack/stack.yaml").unwrap();
-    std::fs::write(
-        &f,
-        format!(
-            "name: s\nstack: {}\nsteps:\n  - expect_dashboards:\n      expect_empty:\n        - {{panel: Request rate total (reqs/s), reason: none}}\nallow_alerts:\n  - {{alert: BackendDwn, reason: flaky}}\n",
-            stack.display()
-        ),
-    )
-    .unwrap();
-    let out = error_of(f.to_str().unwrap());
+    std::fs::write(&f, format!("name: s\nstack: {}\n{rest}", stack.display())).unwrap();
+    error_of(f.to_str().unwrap())
+}
+
+/// An excused panel or allowed alert must exist in the stack.
+#[test]
+fn unknown_excused_panel_and_allowed_alert_are_located() {
+    let out = error_of_scenario(
+        "steps:\n  - expect_dashboards:\n      expect_empty:\n        - {panel: Request rate total (reqs/s), reason: none}\nallow_alerts:\n  - {alert: BackendDwn, reason: flaky}\n",
+    );
     assert!(
         out.contains("no dashboard of the stack has a panel `Request rate total (reqs/s)`")
             && out.contains("did you mean `Request rate total (req/s)`"),
@@ -242,18 +243,8 @@ fn unknown_excused_panel_and_allowed_alert_are_located() {
 /// A load under 1/s cannot be throttled: refused where it is written.
 #[test]
 fn a_rate_below_one_per_second_is_located() {
-    let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("s.yaml");
-    let stack = std::fs::canonicalize("stack/stack.yaml").unwrap();
-    std::fs::write(
-        &f,
-        format!(
-            "name: s\nstack: {}\nsteps:\n  - load: {{target: backend, path: /api/users, rate: 30/m}}\n",
-            stack.display()
-        ),
-    )
-    .unwrap();
-    let out = error_of(f.to_str().unwrap());
+    let out =
+        error_of_scenario("steps:\n  - load: {target: backend, path: /api/users, rate: 30/m}\n");
     assert!(
         out.contains("s.yaml:4:") && out.contains("the least rate is 1/s"),
         "{out}"

@@ -472,3 +472,67 @@ async fn time_scale_keeps_the_timeline() {
         "fault → Teams: ×1 {one:.2}s, ×0.1 {tenth:.2}s once scaled"
     );
 }
+
+/// BackendDown rewritten to fire when the backend is up: the baseline is
+/// not quiet, and expect_quiet fails, naming the alert.
+#[tokio::test]
+async fn alert_firing_at_baseline_fails_expect_quiet() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/prometheus/rules.yml",
+        r#"expr: up{job="backend"} == 0"#,
+        r#"expr: up{job="backend"} == 1"#,
+    );
+    let f = ws.path("scenarios/quiet.yaml");
+    std::fs::write(
+        &f,
+        "name: quiet\nstack: ../stack/stack.yaml\ntime_scale: 0.1\nsteps:\n  - load: {target: backend, path: /api/health, rate: 5/s}\n  - expect_quiet: {for: 5m}\n",
+    )
+    .unwrap();
+    assert_fails(&ws, "quiet", "expect_quiet", &["BackendDown", "is firing"]).await;
+}
+
+/// A `keep_firing_for: 10m` added to BackendDown: the alert lingers after
+/// the undo longer than the scenario accepts, and expect_resolved fails at
+/// once.
+#[tokio::test]
+async fn backend_down_lingering_alert_fails_expect_resolved() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/prometheus/rules.yml",
+        "expr: up{job=\"backend\"} == 0\n        for: 1m\n",
+        "expr: up{job=\"backend\"} == 0\n        for: 1m\n        keep_firing_for: 10m\n",
+    );
+    ws.patch(
+        "scenarios/backend-down.yaml",
+        "expect_resolved: {name: BackendDown, labels: {job: backend}}",
+        "expect_resolved: {name: BackendDown, labels: {job: backend}, within: 2m}",
+    );
+    assert_fails(
+        &ws,
+        "backend-down",
+        "expect_resolved",
+        &["to resolve after the undo", "keep_firing_for"],
+    )
+    .await;
+}
+
+/// Teams fails for 10 minutes (1 min at ×0.1), longer than the 3 minutes of
+/// lateness the scenario accepts: expect_teams fails and says the card was
+/// refused.
+#[tokio::test]
+async fn teams_outage_longer_than_allowed_fails() {
+    let ws = Workspace::new();
+    ws.patch(
+        "scenarios/teams-5xx-late.yaml",
+        "fault: {status: 503, for: 3m}",
+        "fault: {status: 503, for: 10m}",
+    );
+    assert_fails(
+        &ws,
+        "teams-5xx-late",
+        "expect_teams",
+        &["refused", "HTTP 503"],
+    )
+    .await;
+}
