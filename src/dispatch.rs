@@ -258,13 +258,13 @@ async fn run(cli: Cli) -> i32 {
                 let mut names: Vec<_> = imgs.by_component.iter().collect();
                 names.sort();
                 for (c, i) in names {
-                    println!("{c:<14} {i}");
+                    println!("{c:<18} {i}");
                 }
-                println!("{:<14} {}", "firedrill", imgs.firedrill);
+                println!("{:<18} {}", "firedrill", imgs.firedrill);
                 for (c, i) in [("grafana", &imgs.grafana), ("cadvisor", &imgs.cadvisor)] {
                     match i {
-                        Ok(i) => println!("{c:<14} {i}"),
-                        Err(why) => println!("{c:<14} skipped: {why}"),
+                        Ok(i) => println!("{c:<18} {i}"),
+                        Err(why) => println!("{c:<18} skipped: {why}"),
                     }
                 }
                 println!("images ready in {:.1}s", t.elapsed().as_secs_f64());

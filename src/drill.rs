@@ -256,6 +256,9 @@ impl<'a> Drill<'a> {
             }
             Step::Chaos(c) => {
                 let action = c.action().map_err(|e| anyhow!(e))?;
+                // The fault starts when the action does: a container that
+                // stops gracefully is already refusing scrapes while it does.
+                let at = Utc::now();
                 let msg = self.chaos(&action).await?;
                 self.tail = match &action {
                     Chaos::FixtureSet(f, set) => {
@@ -268,7 +271,7 @@ impl<'a> Drill<'a> {
                 // A Teams fault is not a change of the monitored system:
                 // windows still count from the last fault of the stack.
                 if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
-                    self.last_change = Some(Utc::now());
+                    self.last_change = Some(at);
                 }
                 Ok(Outcome::pass(msg))
             }

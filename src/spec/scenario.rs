@@ -495,7 +495,7 @@ impl Scenario {
                                     "a fault answers `status` or `error_text`, not both",
                                 ));
                             }
-                            if *f == TeamsFault::default() {
+                            if f.status.is_none() && f.delay.is_none() && f.error_text.is_none() {
                                 errors.push(src.error(
                                     &at_f,
                                     "a fault sets `status`, `delay` or `error_text`",
