@@ -378,23 +378,11 @@ impl<'a> Drill<'a> {
                 format!("{a:?} {s}").to_lowercase()
             }
             Chaos::FixtureSet(s, set) => {
-                let url = format!("{}/-/control", r.url(s)?);
-                let resp = reqwest::Client::new().put(url).json(set).send().await?;
-                if !resp.status().is_success() {
-                    return Err(anyhow!(
-                        "fixture {s} refused the control change: {}",
-                        resp.status()
-                    ));
-                }
+                control(&format!("{}/-/control", r.url(s)?), Some(set), s).await?;
                 format!("{s}: {}", serde_json::to_string(set)?)
             }
             Chaos::FixtureReset(s) => {
-                let url = format!("{}/-/control", r.url(s)?);
-                reqwest::Client::new()
-                    .delete(url)
-                    .send()
-                    .await?
-                    .error_for_status()?;
+                control::<()>(&format!("{}/-/control", r.url(s)?), None, s).await?;
                 format!("{s}: back to its profile")
             }
             Chaos::TeamsFault(t, f) => {
@@ -405,22 +393,11 @@ impl<'a> Drill<'a> {
                     error_text: f.error_text.clone(),
                     for_ms: ms(f.for_),
                 };
-                let url = format!("{}/-/fault", r.url(t)?);
-                reqwest::Client::new()
-                    .put(url)
-                    .json(&fault)
-                    .send()
-                    .await?
-                    .error_for_status()?;
+                control(&format!("{}/-/fault", r.url(t)?), Some(&fault), t).await?;
                 format!("{t}: {}", serde_json::to_string(&fault)?)
             }
             Chaos::TeamsReset(t) => {
-                let url = format!("{}/-/fault", r.url(t)?);
-                reqwest::Client::new()
-                    .delete(url)
-                    .send()
-                    .await?
-                    .error_for_status()?;
+                control::<()>(&format!("{}/-/fault", r.url(t)?), None, t).await?;
                 format!("{t}: answers normally again")
             }
         })
@@ -1005,6 +982,25 @@ fn fmt_selector(l: &BTreeMap<String, String>) -> String {
         .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
         .collect();
     format!("{{{}}}", v.join(","))
+}
+
+/// A control API call: PUT `body`, or DELETE to undo; a refusal is an error
+/// naming the service.
+async fn control<T: serde::Serialize>(url: &str, body: Option<&T>, service: &str) -> Result<()> {
+    let c = reqwest::Client::new();
+    let resp = match body {
+        Some(b) => c.put(url).json(b).send().await?,
+        None => c.delete(url).send().await?,
+    };
+    if !resp.status().is_success() {
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        return Err(anyhow!(
+            "{service} refused the control change: {status} {}",
+            text.trim()
+        ));
+    }
+    Ok(())
 }
 
 /// The firing alerts (ALERTS series' labels) that no step of `doc` expects
