@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// Where downloaded packages and the private apt state live.
-pub(super) fn cache_dir() -> PathBuf {
+fn cache_dir() -> PathBuf {
     std::env::var_os("FIREDRILL_CACHE")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CACHE_HOME").map(|d| PathBuf::from(d).join("firedrill")))
@@ -181,15 +181,8 @@ impl Apt {
     }
 }
 
-/// Downloads one trixie package (no dependencies).
-pub(super) fn download_deb(package: &str) -> Result<PathBuf> {
-    let apt = Apt::new()?;
-    let mut v = apt.download(&[package.to_string()])?;
-    Ok(v.remove(0))
-}
-
 /// The upstream version of a downloaded .deb (`1:2.3-4` gives `2.3-4`).
-pub(super) fn deb_version(deb: &Path) -> String {
+fn deb_version(deb: &Path) -> String {
     let fname = deb.file_name().unwrap_or_default().to_string_lossy();
     let version = fname.split('_').nth(1).unwrap_or("");
     version
@@ -210,7 +203,7 @@ pub(super) struct Staging {
 impl Staging {
     /// Downloads `roots` and the library packages they depend on, and
     /// unpacks them all (no maintainer scripts run).
-    pub fn unpack(name: &str, roots: &[&str], exclude: &[&str]) -> Result<Staging> {
+    pub fn with_libraries(name: &str, roots: &[&str], exclude: &[&str]) -> Result<Staging> {
         let apt = Apt::new()?;
         let mut packages: Vec<String> = roots.iter().map(|s| s.to_string()).collect();
         for lib in apt.library_closure(roots, exclude)? {
@@ -218,7 +211,16 @@ impl Staging {
                 packages.push(lib);
             }
         }
-        let debs = apt.download(&packages)?;
+        Staging::unpack(&apt, name, &packages)
+    }
+
+    /// Downloads and unpacks one package alone (a Go binary links only libc).
+    pub fn single(name: &str, package: &str) -> Result<Staging> {
+        Staging::unpack(&Apt::new()?, name, &[package.to_string()])
+    }
+
+    fn unpack(apt: &Apt, name: &str, packages: &[String]) -> Result<Staging> {
+        let debs = apt.download(packages)?;
         let root = cache_dir().join("unpack").join(name);
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root)?;

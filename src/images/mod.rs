@@ -11,13 +11,12 @@ use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod debian;
 mod postgres;
 
 use crate::spec::stack::Kind;
-use debian::{cache_dir, deb_version, download_deb, run, shared_libs};
+use debian::shared_libs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ImageSource {
@@ -449,27 +448,23 @@ fn binary_context(
     data: &[(&str, &str)],
     dirs: &[&str],
 ) -> Result<Context3> {
-    let deb = download_deb(c.package)?;
-    let version = deb_version(&deb);
+    let staging = debian::Staging::single(c.name, c.package)?;
+    let version = staging.versions[c.package].clone();
     check_version(c, &version)?;
-    let unpack = cache_dir().join("unpack").join(c.name);
-    let _ = std::fs::remove_dir_all(&unpack);
-    std::fs::create_dir_all(&unpack)?;
-    run(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpack))?;
     let mut ctx = BuildContext::new();
-    let bin = unpack.join(binary.0);
+    let bin = staging.path(binary.0);
     ctx.file_from_host(&bin, binary.1)?;
     for lib in shared_libs(&bin)? {
         ctx.file_from_host(&lib, &lib.to_string_lossy())?;
     }
     for (from, to) in data {
-        ctx.file_from_host(&unpack.join(from), to)?;
+        ctx.file_from_host(&staging.path(from), to)?;
     }
     for d in dirs {
         ctx.dir(d)?;
     }
     let inputs = format!("{}/{}={version}/{}", recipe_id(c), c.package, ctx.digest());
-    let _ = std::fs::remove_dir_all(&unpack);
+    let _ = std::fs::remove_dir_all(&staging.root);
     Ok((ctx, entrypoint(&format!("/{}", binary.1)), inputs))
 }
 

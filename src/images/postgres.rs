@@ -68,7 +68,7 @@ pub(super) fn recipe_digest() -> String {
 /// Builds the context of the PostgreSQL image.
 pub(super) fn context(c: &Component) -> Result<Context3> {
     // libllvm is for the JIT module only, which is left out (jit=off).
-    let staging = Staging::unpack(
+    let staging = Staging::with_libraries(
         c.name,
         &[c.package, "libpq5", "dash", "tzdata"],
         &["libllvm", "libz3"],
