@@ -22,25 +22,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run drill scenarios (files, or folders of *.yaml) end to end in containers.
-    Drill {
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
-        /// Where images come from.
-        #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
-        images: ImageSource,
-        /// Run against this stack file instead of the scenario's own.
-        #[arg(long)]
-        stack: Option<PathBuf>,
-        /// Write the results as JSON.
-        #[arg(long)]
-        json: Option<PathBuf>,
-        /// Write the results as JUnit XML (a test case per expectation).
-        #[arg(long)]
-        junit: Option<PathBuf>,
-        /// Stop a drill at its first failed step.
-        #[arg(long)]
-        fail_fast: bool,
-    },
+    Drill(DrillArgs),
     /// Static checks of a stack, rule files or dashboards; no container.
     Lint {
         /// stack.yaml files, rule files or dashboard JSON (default: the reference stack).
@@ -169,6 +151,37 @@ fn coverage(paths: &[PathBuf], mut stacks: Vec<PathBuf>, json: Option<&Path>, st
     i32::from(strict && !cov.iter().all(|c| c.complete()))
 }
 
+/// What `firedrill drill` takes.
+#[derive(clap::Args, Debug)]
+pub struct DrillArgs {
+    /// Scenario files or folders.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+    /// Where images come from.
+    #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
+    images: ImageSource,
+    /// Run against this stack file instead of the scenario's own.
+    #[arg(long)]
+    stack: Option<PathBuf>,
+    /// Write the results as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the results as JUnit XML (a test case per expectation).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+    /// Stop a drill at its first failed step.
+    #[arg(long)]
+    fail_fast: bool,
+    /// At most this many drills at once on one stack (only drills that
+    /// cannot disturb each other run together).
+    #[arg(long, short = 'j', default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..))]
+    jobs: u16,
+    /// A stack of its own for every drill, instead of one per stack file,
+    /// reset between drills.
+    #[arg(long)]
+    fresh_stack: bool,
+}
+
 /// Scenario files named by `paths`: files as given, folders' *.yaml sorted.
 pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
     let mut out = Vec::new();
@@ -195,26 +208,7 @@ pub fn main(cli: Cli) -> i32 {
 
 async fn run(cli: Cli) -> i32 {
     match cli.command {
-        Command::Drill {
-            paths,
-            images,
-            stack,
-            json,
-            junit,
-            fail_fast,
-        } => {
-            drill(
-                &paths,
-                images,
-                stack.as_deref(),
-                Outputs {
-                    json: json.as_deref(),
-                    junit: junit.as_deref(),
-                },
-                fail_fast,
-            )
-            .await
-        }
+        Command::Drill(args) => drill(args).await,
         Command::Lint {
             paths,
             format,
@@ -395,67 +389,56 @@ fn fail2(e: impl std::fmt::Display) -> i32 {
     2
 }
 
-/// Where a drill suite's results go besides the terminal.
-struct Outputs<'a> {
-    json: Option<&'a Path>,
-    junit: Option<&'a Path>,
-}
-
-async fn drill(
-    paths: &[PathBuf],
-    images: ImageSource,
-    stack: Option<&Path>,
-    out: Outputs<'_>,
-    fail_fast: bool,
-) -> i32 {
-    let files = match scenario_files(paths) {
+/// Runs the scenarios as a suite, printing as it goes; exit 0 when every
+/// drill passed, 1 when one failed, 2 when one could not run.
+async fn drill(a: DrillArgs) -> i32 {
+    let files = match scenario_files(&a.paths) {
         Ok(f) => f,
         Err(e) => return fail2(e),
     };
     // Every scenario is validated before any container starts.
     for f in &files {
-        if let Err(e) = crate::drill::check(f, stack) {
+        if let Err(e) = crate::drill::check(f, a.stack.as_deref()) {
             eprintln!("{e:#}");
             return 2;
         }
     }
-    let opts = crate::drill::Options {
-        images,
-        stack: stack.map(Path::to_path_buf),
-        fail_fast,
-        prepared: tokio::sync::OnceCell::new(),
-        on_step: Box::new(|r| println!("{}", r.line())),
-    };
-    let mut reports = Vec::new();
-    let mut code = 0;
-    let suite = std::time::Instant::now();
-    for f in &files {
-        println!("drill {}", f.display());
-        match crate::drill::run(f, &opts).await {
-            Ok(r) => {
-                print!("{}", r.render());
-                if !r.passed() {
-                    code = if r.error.is_some() && r.steps.is_empty() {
-                        2.max(code)
-                    } else {
-                        1.max(code)
-                    };
-                }
-                let stop = r
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.starts_with(crate::drill::INTERRUPTED));
-                reports.push(r);
-                // Interrupted: the suite stops too, rather than start the next stack.
-                if stop {
-                    break;
-                }
-            }
-            Err(e) => {
-                eprintln!("firedrill: {}: {e:#}", f.display());
-                code = 2;
-            }
+    use std::io::IsTerminal;
+    let bars = std::io::stderr()
+        .is_terminal()
+        .then(indicatif::MultiProgress::new);
+    let out = bars.clone();
+    let say = move |text: &str| match &out {
+        Some(mp) => {
+            mp.println(text.trim_end()).ok();
         }
+        None => print!("{text}"),
+    };
+    let opts = crate::drill::Options {
+        images: a.images,
+        stack: a.stack.clone(),
+        fail_fast: a.fail_fast,
+        share: !a.fresh_stack,
+        jobs: a.jobs.into(),
+        prepared: tokio::sync::OnceCell::new(),
+        progress: bars,
+        on_event: Box::new(move |e| say(&crate::report::event_text(&e))),
+    };
+    let suite = std::time::Instant::now();
+    let reports = match crate::suite::run(&files, &opts).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("firedrill: {e:#}");
+            return 2;
+        }
+    };
+    let mut code = 0;
+    for r in reports.iter().filter(|r| !r.passed()) {
+        code = if r.error.is_some() && r.steps.is_empty() {
+            2.max(code)
+        } else {
+            1.max(code)
+        };
     }
     if files.len() > 1 {
         print!(
@@ -463,7 +446,7 @@ async fn drill(
             crate::report::suite_summary(&reports, suite.elapsed())
         );
     }
-    if let Some(path) = out.json {
+    if let Some(path) = &a.json {
         let text = match serde_json::to_string_pretty(&reports) {
             Ok(t) => t,
             Err(e) => return fail2(e),
@@ -472,7 +455,7 @@ async fn drill(
             return fail2(e);
         }
     }
-    if let Some(path) = out.junit {
+    if let Some(path) = &a.junit {
         if let Err(e) = std::fs::write(path, crate::report::junit(&reports)) {
             return fail2(e);
         }

@@ -20,17 +20,25 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-/// How to run a drill.
+/// How to run drills.
 pub struct Options {
     pub images: ImageSource,
-    /// Run the scenario against this stack file instead of its own.
+    /// Run the scenarios against this stack file instead of their own.
     pub stack: Option<PathBuf>,
-    /// Stop at the first failed step (the rest are not run).
+    /// Stop a drill at its first failed step (the rest are not run).
     pub fail_fast: bool,
+    /// Drill the scenarios whose stacks render alike on one stack, brought
+    /// up once and reset between waves (`false`: a stack per drill).
+    pub share: bool,
+    /// At most this many drills at once on a shared stack; only drills
+    /// that cannot disturb each other run together (see [`crate::suite`]).
+    pub jobs: usize,
     /// The images, made present by the first drill and reused by the next.
     pub prepared: tokio::sync::OnceCell<images::Images>,
-    /// Called as each step ends (the CLI prints it).
-    pub on_step: Box<dyn Fn(&StepResult) + Send + Sync>,
+    /// Told of each wave, step and drill as it happens (the CLI prints them).
+    pub on_event: Box<dyn Fn(Event<'_>) + Send + Sync>,
+    /// Where long waits draw their progress bars (none: no bars).
+    pub progress: Option<indicatif::MultiProgress>,
 }
 
 impl Default for Options {
@@ -39,10 +47,33 @@ impl Default for Options {
             images: ImageSource::Auto,
             stack: None,
             fail_fast: false,
+            share: true,
+            jobs: 4,
             prepared: tokio::sync::OnceCell::new(),
-            on_step: Box::new(|_| {}),
+            on_event: Box::new(|_| {}),
+            progress: None,
         }
     }
+}
+
+/// What a suite reports as it goes.
+pub enum Event<'a> {
+    /// Drills start on a stack just brought up (`fresh`) or reset.
+    Wave {
+        stack: &'a str,
+        run_id: &'a str,
+        fresh: bool,
+        took: Duration,
+        scenarios: &'a [String],
+    },
+    /// A step ended; `beside`: other drills run on the stack at the same time.
+    Step {
+        scenario: &'a str,
+        beside: bool,
+        step: &'a StepResult,
+    },
+    /// A drill ended.
+    Done(&'a DrillReport),
 }
 
 /// Loads and validates a scenario: no container is started.
@@ -67,57 +98,50 @@ pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)>
 /// How a drill's error starts when a signal stopped it.
 pub const INTERRUPTED: &str = "interrupted";
 
-/// Runs one scenario end to end.
+/// Runs one scenario end to end, on a stack of its own.
 pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
-    let started = Instant::now();
-    let (scenario, eff) = check(path, opts.stack.as_deref())?;
-    let docker = crate::docker::connect().await?;
-    // Once per suite: the binary is hashed and every image checked only here.
-    let imgs = opts
-        .prepared
-        .get_or_try_init(|| async {
-            images::ensure(&docker, opts.images, &images::firedrill_binary()?).await
-        })
-        .await?;
-    let run_id = crate::stack::new_run_id();
-    let mut report = DrillReport::new(&scenario, &run_id);
-    let interrupted = crate::util::interrupted();
-    let body = async {
-        let running = Running::up(&docker, &scenario.stack, &eff, imgs, &run_id).await?;
-        report.bring_up = running.bring_up;
-        for s in running.services.values() {
-            if let Some(why) = &s.skipped {
-                report.skipped_services.push((s.name.clone(), why.clone()));
-            }
-        }
-        let mut drill = Drill::new(&scenario, &eff, &running);
-        let res = drill.steps(&mut report, opts).await;
-        report.unexpected_alerts = match drill.unexpected_alerts().await {
-            Ok(v) => v,
-            Err(e) => vec![format!(
-                "(the false-alert guard could not ask Prometheus: {e:#})"
-            )],
-        };
-        drill.finish_loads(&mut report).await;
-        report.lower_bound = drill.lower_bound();
-        report.panels = std::mem::take(&mut drill.panels);
-        report.breakdowns = drill.breakdowns.into_values().collect();
-        let down = running.down().await;
-        res.and(down)
+    let solo = Options {
+        images: opts.images,
+        stack: opts.stack.clone(),
+        fail_fast: opts.fail_fast,
+        share: false,
+        jobs: 1,
+        ..Options::default()
     };
-    let res = tokio::select! {
-        r = body => r,
-        _ = interrupted => Err(anyhow!("{INTERRUPTED} (Ctrl-C or SIGTERM): the stack was torn down")),
+    let mut reports = crate::suite::run(&[path.to_path_buf()], &solo).await?;
+    reports
+        .pop()
+        .ok_or_else(|| anyhow!("{}: no report", path.display()))
+}
+
+/// Alerts another drill of the same wave expects: this one ignores them.
+pub type Foreign = Vec<(String, BTreeMap<String, String>)>;
+
+/// Runs the steps of `scenario` on a stack that is up, its own or shared,
+/// and fills `report` with what they found. `foreign` are the alerts the
+/// drills running beside it expect.
+pub(crate) async fn on_stack(
+    scenario: &Scenario,
+    eff: &Effective,
+    running: &Running,
+    opts: &Options,
+    foreign: &Foreign,
+    report: &mut DrillReport,
+) {
+    let mut drill = Drill::new(scenario, eff, running);
+    drill.foreign = foreign;
+    drill.progress = opts.progress.clone();
+    drill.steps(report, opts).await;
+    report.unexpected_alerts = match drill.unexpected_alerts().await {
+        Ok(v) => v,
+        Err(e) => vec![format!(
+            "(the false-alert guard could not ask Prometheus: {e:#})"
+        )],
     };
-    if res.is_err() {
-        // Whatever happened, nothing of this run stays behind.
-        crate::stack::sweep(&docker, Some(&run_id)).await.ok();
-    }
-    report.wall = started.elapsed();
-    if let Err(e) = res {
-        report.error = Some(format!("{e:#}"));
-    }
-    Ok(report)
+    drill.finish_loads(report).await;
+    report.lower_bound = drill.lower_bound();
+    report.panels = std::mem::take(&mut drill.panels);
+    report.breakdowns = drill.breakdowns.into_values().collect();
 }
 
 struct Drill<'a> {
@@ -137,6 +161,9 @@ struct Drill<'a> {
     latency: BTreeMap<String, Duration>,
     tail: Duration,
     poll: Duration,
+    /// Alerts the drills beside this one expect (not false alerts here).
+    foreign: &'a Foreign,
+    progress: Option<indicatif::MultiProgress>,
 }
 
 /// The first `status` card for `alert` received at or after `since`.
@@ -198,15 +225,27 @@ impl<'a> Drill<'a> {
             panels: Vec::new(),
             latency: BTreeMap::new(),
             tail: Duration::ZERO,
+            foreign: &NO_FOREIGN,
+            progress: None,
             poll: (eval / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
         }
+    }
+
+    /// A progress bar for a wait of up to `bound` (none without a terminal).
+    fn bar(&self, what: String, bound: Duration) -> Option<crate::report::WaitBar> {
+        let mp = self.progress.as_ref()?;
+        Some(crate::report::WaitBar::start(
+            mp,
+            format!("{}: {what}", self.scenario.doc.name),
+            bound,
+        ))
     }
 
     fn scaled(&self, d: Dur) -> Duration {
         d.scaled(self.scenario.doc.time_scale).0
     }
 
-    async fn steps(&mut self, report: &mut DrillReport, opts: &Options) -> Result<()> {
+    async fn steps(&mut self, report: &mut DrillReport, opts: &Options) {
         self.started = Utc::now();
         for (i, step) in self.scenario.doc.steps.clone().iter().enumerate() {
             let t = Instant::now();
@@ -216,14 +255,17 @@ impl<'a> Drill<'a> {
             };
             let failed = outcome.status == crate::report::Status::Fail;
             let r = StepResult::new(i, step, outcome, t.elapsed());
-            (opts.on_step)(&r);
+            (opts.on_event)(Event::Step {
+                scenario: &self.scenario.doc.name,
+                beside: !self.foreign.is_empty(),
+                step: &r,
+            });
             report.steps.push(r);
             if failed && opts.fail_fast {
                 report.not_run = self.scenario.doc.steps.len() - i - 1;
                 break;
             }
         }
-        Ok(())
     }
 
     async fn step(&mut self, step: &Step) -> Result<Outcome> {
@@ -276,6 +318,7 @@ impl<'a> Drill<'a> {
                 Ok(Outcome::pass(msg))
             }
             Step::Wait(w) => {
+                let _bar = self.bar("waiting".into(), self.scaled(w.for_));
                 tokio::time::sleep(self.scaled(w.for_)).await;
                 Ok(Outcome::pass(format!(
                     "waited {}",
@@ -359,7 +402,10 @@ impl<'a> Drill<'a> {
             )
             .await?;
         Ok(unexpected(
-            series.iter().map(|s| &s.metric),
+            series
+                .iter()
+                .map(|s| &s.metric)
+                .filter(|m| !is_foreign(self.foreign, m)),
             &self.scenario.doc,
         ))
     }
@@ -378,11 +424,11 @@ impl<'a> Drill<'a> {
                 format!("{a:?} {s}").to_lowercase()
             }
             Chaos::FixtureSet(s, set) => {
-                control(&format!("{}/-/control", r.url(s)?), Some(set), s).await?;
+                crate::fixture::control(&format!("{}/-/control", r.url(s)?), Some(set), s).await?;
                 format!("{s}: {}", serde_json::to_string(set)?)
             }
             Chaos::FixtureReset(s) => {
-                control::<()>(&format!("{}/-/control", r.url(s)?), None, s).await?;
+                crate::fixture::control::<()>(&format!("{}/-/control", r.url(s)?), None, s).await?;
                 format!("{s}: back to its profile")
             }
             Chaos::TeamsFault(t, f) => {
@@ -393,11 +439,11 @@ impl<'a> Drill<'a> {
                     error_text: f.error_text.clone(),
                     for_ms: ms(f.for_),
                 };
-                control(&format!("{}/-/fault", r.url(t)?), Some(&fault), t).await?;
+                crate::fixture::control(&format!("{}/-/fault", r.url(t)?), Some(&fault), t).await?;
                 format!("{t}: {}", serde_json::to_string(&fault)?)
             }
             Chaos::TeamsReset(t) => {
-                control::<()>(&format!("{}/-/fault", r.url(t)?), None, t).await?;
+                crate::fixture::control::<()>(&format!("{}/-/fault", r.url(t)?), None, t).await?;
                 format!("{t}: answers normally again")
             }
         })
@@ -405,10 +451,14 @@ impl<'a> Drill<'a> {
 
     async fn expect_quiet(&self, d: Duration) -> Result<Outcome> {
         let end = Instant::now() + d;
+        let _bar = self.bar("expecting quiet".into(), d);
         let mut pending = std::collections::BTreeSet::new();
         while Instant::now() < end {
             for a in self.prom.alerts().await? {
                 let name = a.labels.get("alertname").cloned().unwrap_or_default();
+                if is_foreign(self.foreign, &a.labels) {
+                    continue;
+                }
                 if a.state == "firing" {
                     return Ok(Outcome::fail(format!(
                         "expected no alert firing; {name}{} is firing",
@@ -537,6 +587,10 @@ impl<'a> Drill<'a> {
         };
         let mut seen_other = None;
         let mut was_pending = None;
+        let _bar = self.bar(
+            format!("waiting for {} to fire", a.name),
+            (deadline - Utc::now()).to_std().unwrap_or_default(),
+        );
         let found = loop {
             let alerts = self.prom.alerts().await?;
             let mut hit = None;
@@ -711,6 +765,10 @@ impl<'a> Drill<'a> {
         }
         let undo = self.fault_time();
         let deadline = undo + bound;
+        let _bar = self.bar(
+            format!("waiting for {} to resolve", a.name),
+            (deadline - Utc::now()).to_std().unwrap_or_default(),
+        );
         let gone = loop {
             let still = self.prom.alerts().await?.into_iter().any(|x| {
                 x.labels.get("alertname") == Some(&a.name) && label_subset(&a.labels, &x.labels)
@@ -792,6 +850,10 @@ impl<'a> Drill<'a> {
         }
         let late = t.allow_late.map(|d| self.scaled(d)).unwrap_or_default();
         let deadline = since + bound + late;
+        let _bar = self.bar(
+            format!("waiting for the {want} card of {alert}"),
+            (deadline - Utc::now()).to_std().unwrap_or_default(),
+        );
         let mut am_seen: Option<DateTime<Utc>> = None;
         let card = loop {
             if want == "firing" && am_seen.is_none() {
@@ -976,31 +1038,21 @@ impl<'a> Drill<'a> {
     }
 }
 
+static NO_FOREIGN: Foreign = Vec::new();
+
+fn is_foreign(foreign: &Foreign, labels: &BTreeMap<String, String>) -> bool {
+    let name = labels.get("alertname").map(String::as_str).unwrap_or("");
+    foreign
+        .iter()
+        .any(|(n, l)| n == name && label_subset(l, labels))
+}
+
 fn fmt_selector(l: &BTreeMap<String, String>) -> String {
     let v: Vec<String> = l
         .iter()
         .map(|(k, v)| format!("{k}={}", serde_json::to_string(v).unwrap_or_default()))
         .collect();
     format!("{{{}}}", v.join(","))
-}
-
-/// A control API call: PUT `body`, or DELETE to undo; a refusal is an error
-/// naming the service.
-async fn control<T: serde::Serialize>(url: &str, body: Option<&T>, service: &str) -> Result<()> {
-    let c = reqwest::Client::new();
-    let resp = match body {
-        Some(b) => c.put(url).json(b).send().await?,
-        None => c.delete(url).send().await?,
-    };
-    if !resp.status().is_success() {
-        let status = resp.status();
-        let text = resp.text().await.unwrap_or_default();
-        return Err(anyhow!(
-            "{service} refused the control change: {status} {}",
-            text.trim()
-        ));
-    }
-    Ok(())
 }
 
 /// The firing alerts (ALERTS series' labels) that no step of `doc` expects

@@ -5,7 +5,7 @@
 //! readiness, teardown) → [`drill`] with [`load`] and chaos → [`observe`]
 //! (Prometheus, Alertmanager, the Teams mock; [`panels`] runs dashboard
 //! queries) → [`verify`] (the timing
-//! model) → [`report`]; [`coverage`] says which alerts and dashboards the
+//! model) → [`report`]; [`suite`] runs many drills on shared stacks; [`coverage`] says which alerts and dashboards the
 //! scenarios reach. [`fixture`] holds the synthetic services the binary
 //! also serves. The CLI ([`dispatch`]) is a thin layer over this library, so
 //! a drill can run from a user's own `cargo test`:
@@ -17,6 +17,11 @@
 //!     &firedrill::drill::Options::default(),
 //! ).await?;
 //! assert!(report.passed(), "{}", report.render());
+//!
+//! // A suite: one stack per stack file, drills side by side where they can.
+//! let files = firedrill::dispatch::scenario_files(&["scenarios".into()])?;
+//! let reports = firedrill::suite::run(&files, &firedrill::drill::Options::default()).await?;
+//! assert!(reports.iter().all(|r| r.passed()));
 //! # Ok(()) }
 //! ```
 
@@ -40,5 +45,6 @@ pub mod promql;
 pub mod report;
 pub mod spec;
 pub mod stack;
+pub mod suite;
 pub mod util;
 pub mod verify;

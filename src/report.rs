@@ -81,6 +81,10 @@ pub struct DrillReport {
     pub file: String,
     pub stack: String,
     pub run_id: String,
+    /// The stack was brought up for this drill's wave (else: reset, shared).
+    pub fresh_stack: bool,
+    /// The drills that ran on the stack at the same time.
+    pub beside: Vec<String>,
     pub time_scale: f64,
     #[serde(with = "secs")]
     pub bring_up: Duration,
@@ -119,6 +123,8 @@ impl DrillReport {
             file: s.source.path.display().to_string(),
             stack: s.stack.doc.name.clone(),
             run_id: run_id.into(),
+            fresh_stack: true,
+            beside: vec![],
             time_scale: s.doc.time_scale,
             bring_up: Duration::ZERO,
             wall: Duration::ZERO,
@@ -196,6 +202,87 @@ impl DrillReport {
     }
 }
 
+/// One line (or block) of the terminal view for a suite's event.
+pub fn event_text(e: &crate::drill::Event<'_>) -> String {
+    use crate::drill::Event;
+    match e {
+        Event::Wave {
+            stack,
+            run_id,
+            fresh,
+            took,
+            scenarios,
+        } => {
+            let how = if *fresh { "brought up" } else { "reset" };
+            let mut out = String::new();
+            for s in scenarios.iter() {
+                out.push_str(&format!(
+                    "drill {s}
+"
+                ));
+            }
+            let together = if scenarios.len() > 1 {
+                format!("; {} drills at once", scenarios.len())
+            } else {
+                String::new()
+            };
+            out.push_str(&format!(
+                "  stack {stack} {how} in {:.1}s (run {run_id}){together}\n",
+                took.as_secs_f64()
+            ));
+            out
+        }
+        Event::Step {
+            scenario,
+            beside,
+            step,
+        } => {
+            if *beside {
+                format!("  [{scenario}]{}\n", step.line())
+            } else {
+                format!("{}\n", step.line())
+            }
+        }
+        Event::Done(r) => r.render(),
+    }
+}
+
+/// A progress bar for a long wait, drawn while it lives and cleared when
+/// dropped; it fills with time towards the wait's bound.
+pub struct WaitBar {
+    bar: indicatif::ProgressBar,
+    ticker: tokio::task::JoinHandle<()>,
+}
+
+impl WaitBar {
+    pub fn start(on: &indicatif::MultiProgress, what: String, bound: Duration) -> WaitBar {
+        let bar = on.add(indicatif::ProgressBar::new(bound.as_millis() as u64));
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "  {spinner} {msg:60!} [{bar:24}] {elapsed:>4} of {prefix}",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_prefix(crate::util::secs(bound));
+        bar.set_message(what);
+        let b = bar.clone();
+        let t0 = std::time::Instant::now();
+        let ticker = tokio::spawn(async move {
+            loop {
+                b.set_position(t0.elapsed().as_millis() as u64);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+        WaitBar { bar, ticker }
+    }
+}
+
+impl Drop for WaitBar {
+    fn drop(&mut self) {
+        self.ticker.abort();
+        self.bar.finish_and_clear();
+    }
+}
+
 /// A suite's totals: wall time, the sum of its drills' lower bounds, and
 /// how far above that the suite ran.
 pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
@@ -209,9 +296,15 @@ pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
             wall.as_secs_f64() / bound.as_secs_f64()
         )
     };
+    let stacks: std::collections::BTreeSet<&str> = reports
+        .iter()
+        .map(|r| r.run_id.as_str())
+        .filter(|id| !id.is_empty())
+        .collect();
     format!(
-        "{passed} passed, {} failed; suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
+        "{passed} passed, {} failed, on {} stack(s); suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
         reports.len() - passed,
+        stacks.len(),
         wall.as_secs_f64(),
         bound.as_secs_f64()
     )

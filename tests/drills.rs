@@ -536,3 +536,47 @@ async fn teams_outage_longer_than_allowed_fails() {
     )
     .await;
 }
+
+/// A suite shares one stack per stack file: a drill that fails half-way
+/// leaves the backend stopped and BackendDown fired and notified; the reset
+/// puts the stack back, and the same alert fires and reaches Teams again in
+/// the next drill within group_wait, as on a fresh stack (a stale
+/// Alertmanager group would hold it until group_interval).
+#[tokio::test]
+async fn a_shared_stack_is_reset_between_drills() {
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let leaves = ws.path("scenarios/leaves-backend-down.yaml");
+    std::fs::write(
+        &leaves,
+        "name: leaves-backend-down\nstack: ../stack/stack.yaml\ntime_scale: 0.1\nsteps:\n  - expect_quiet: {for: 30s}\n  - chaos: {stop: backend}\n  - expect_alert: {name: BackendDown, labels: {job: backend}}\n  - expect_teams: {alert: BackendDown, status: firing}\n  - expect_alert: {name: HighErrorRate, within: 1s}\n",
+    )
+    .unwrap();
+    // No stack can fire HighErrorRate in 1 s: the last step fails, and
+    // fail-fast leaves the backend stopped.
+    let opts = Options {
+        images: ImageSource::Offline,
+        fail_fast: true,
+        ..Options::default()
+    };
+    let files = [leaves, ws.path("scenarios/backend-down.yaml")];
+    let reports = firedrill::suite::run(&files, &opts)
+        .await
+        .expect("the suite runs");
+    for r in &reports {
+        println!("{}", r.render());
+    }
+    let (first, second) = (&reports[0], &reports[1]);
+    assert!(!first.passed(), "the first drill must fail half-way");
+    assert_eq!(first.steps.last().unwrap().status, Status::Fail);
+    assert!(second.passed(), "the drill after a reset must pass");
+    assert_eq!(first.run_id, second.run_id, "one stack for both");
+    assert!(first.fresh_stack && !second.fresh_stack);
+    let docker = firedrill::docker::connect().await.unwrap();
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&first.run_id))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}

@@ -69,6 +69,26 @@ fn every_reference_drill_passes_through_the_cli() {
             }
         }
     }
+    // One stack per stack file, reset between waves; drills that cannot
+    // disturb each other ran side by side, and passed.
+    let distinct = |k: &str| {
+        reports
+            .iter()
+            .map(|r| r[k].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len()
+    };
+    assert_eq!(
+        distinct("run_id"),
+        distinct("stack"),
+        "a stack per stack file"
+    );
+    assert!(
+        reports
+            .iter()
+            .any(|r| !r["beside"].as_array().unwrap().is_empty()),
+        "no drill ran beside another"
+    );
     let xml = std::fs::read_to_string(&junit).unwrap();
     assert!(xml.contains(r#"failures="0""#), "{xml}");
     assert_eq!(

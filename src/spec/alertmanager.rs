@@ -70,6 +70,9 @@ pub struct AmConfig {
     pub route: Route,
     #[serde(default)]
     pub receivers: Vec<Receiver>,
+    /// Read only to know whether one alert can silence another.
+    #[serde(default)]
+    pub inhibit_rules: Vec<serde_yaml_ng::Value>,
 }
 
 /// The timing of the route an alert lands on (inherited values applied).
@@ -79,6 +82,15 @@ pub struct RouteTiming {
     pub group_wait: Duration,
     pub group_interval: Duration,
     pub repeat_interval: Duration,
+    /// The labels alerts are grouped by (`...`: every label).
+    pub group_by: Vec<String>,
+}
+
+impl RouteTiming {
+    /// Alerts with different names always land in different groups here.
+    pub fn groups_by_name(&self) -> bool {
+        self.group_by.iter().any(|l| l == "alertname" || l == "...")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -211,6 +223,7 @@ impl Alertmanager {
                 .repeat_interval
                 .map(|d| d.0)
                 .unwrap_or(DEFAULT_REPEAT_INTERVAL),
+            group_by: root.group_by.clone(),
         };
         let mut out = Vec::new();
         match_children(root, &base, labels, &mut out);
@@ -240,6 +253,11 @@ fn inherit(route: &Route, parent: &RouteTiming) -> RouteTiming {
             .repeat_interval
             .map(|d| d.0)
             .unwrap_or(parent.repeat_interval),
+        group_by: if route.group_by.is_empty() {
+            parent.group_by.clone()
+        } else {
+            route.group_by.clone()
+        },
     }
 }
 

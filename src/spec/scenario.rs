@@ -360,8 +360,16 @@ impl Scenario {
     /// Loads and validates a scenario and its stack; the stack path can be
     /// replaced (a user's variant of the reference stack).
     pub fn load(path: &Path, stack_override: Option<&Path>) -> Result<Scenario, SpecErrors> {
+        let source = Source::read(path).map_err(|e| SpecErrors { errors: vec![e] })?;
+        Scenario::from_source(source, stack_override)
+    }
+
+    /// As [`Scenario::load`], from text already read (its path places the stack).
+    pub fn from_source(
+        source: Source,
+        stack_override: Option<&Path>,
+    ) -> Result<Scenario, SpecErrors> {
         let one = |e: SpecError| SpecErrors { errors: vec![e] };
-        let source = Source::read(path).map_err(one)?;
         let doc: ScenarioDoc = source.parse().map_err(one)?;
         let stack_path = stack_override
             .map(Path::to_path_buf)

@@ -16,8 +16,8 @@ use crate::spec::stack::{Kind, Stack};
 use anyhow::{anyhow, bail, Context, Result};
 use bollard::container::{
     Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogOutput,
-    LogsOptions, RemoveContainerOptions, StartContainerOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    LogsOptions, RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions, UploadToContainerOptions,
 };
 use bollard::models::{EndpointSettings, HostConfig, PortBinding};
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
@@ -38,6 +38,8 @@ pub struct Service {
     pub container: String,
     /// Why the service is not running (an optional component with no image).
     pub skipped: Option<String>,
+    /// How to tell it is ready (again, after a reset).
+    pub ready: Ready,
 }
 
 impl Service {
@@ -156,6 +158,9 @@ struct Plan {
     /// The uid that owns the files copied in (the image's user).
     owner: u32,
     binds: Vec<String>,
+    /// Paths on tmpfs: emptied whenever the container stops, so a restart
+    /// starts the service over with no state (a shared stack's reset).
+    tmpfs: Vec<&'static str>,
     ready: Ready,
 }
 
@@ -173,6 +178,7 @@ impl Plan {
             files,
             owner: 0,
             binds: vec![],
+            tmpfs: vec![],
             ready: Ready::Http(ready_path),
         }
     }
@@ -195,21 +201,24 @@ fn plan(
             for (path, text) in &eff.prometheus_files {
                 files.push((path.clone(), text.clone().into_bytes(), 0o644));
             }
-            Plan::new(
-                images.component("prometheus")?.into(),
-                vec![
-                    format!("--config.file={}/prometheus.yml", render::PROM_DIR),
-                    "--storage.tsdb.path=/prometheus".into(),
-                    format!("--web.listen-address={listen}"),
-                    "--web.enable-lifecycle".into(),
-                    format!(
-                        "--rules.alert.resend-delay={}",
-                        crate::spec::Dur(eff.resend_delay)
-                    ),
-                ],
-                files,
-                "/-/ready",
-            )
+            Plan {
+                tmpfs: vec!["/prometheus"],
+                ..Plan::new(
+                    images.component("prometheus")?.into(),
+                    vec![
+                        format!("--config.file={}/prometheus.yml", render::PROM_DIR),
+                        "--storage.tsdb.path=/prometheus".into(),
+                        format!("--web.listen-address={listen}"),
+                        "--web.enable-lifecycle".into(),
+                        format!(
+                            "--rules.alert.resend-delay={}",
+                            crate::spec::Dur(eff.resend_delay)
+                        ),
+                    ],
+                    files,
+                    "/-/ready",
+                )
+            }
         }
         Kind::Alertmanager => {
             let text = eff
@@ -217,18 +226,21 @@ fn plan(
                 .clone()
                 .ok_or_else(|| anyhow!("alertmanager config not rendered"))?;
             files.push((render::AM_CONFIG.to_string(), text.into_bytes(), 0o644));
-            Plan::new(
-                images.component("alertmanager")?.into(),
-                vec![
-                    format!("--config.file={}", render::AM_CONFIG),
-                    "--storage.path=/alertmanager".into(),
-                    format!("--web.listen-address={listen}"),
-                    // A single instance: no gossip settle delay before notifying.
-                    "--cluster.listen-address=".into(),
-                ],
-                files,
-                "/-/ready",
-            )
+            Plan {
+                tmpfs: vec!["/alertmanager"],
+                ..Plan::new(
+                    images.component("alertmanager")?.into(),
+                    vec![
+                        format!("--config.file={}", render::AM_CONFIG),
+                        "--storage.path=/alertmanager".into(),
+                        format!("--web.listen-address={listen}"),
+                        // A single instance: no gossip settle delay before notifying.
+                        "--cluster.listen-address=".into(),
+                    ],
+                    files,
+                    "/-/ready",
+                )
+            }
         }
         Kind::NodeExporter => Plan::new(
             images.component("node-exporter")?.into(),
@@ -413,6 +425,7 @@ impl Running {
                             host_port: 0,
                             container: String::new(),
                             skipped: Some(why),
+                            ready: Ready::Tcp,
                         },
                     );
                     continue;
@@ -443,6 +456,16 @@ impl Running {
                         None
                     } else {
                         Some(p.binds)
+                    },
+                    tmpfs: if p.tmpfs.is_empty() {
+                        None
+                    } else {
+                        Some(
+                            p.tmpfs
+                                .iter()
+                                .map(|t| (t.to_string(), "mode=1777".to_string()))
+                                .collect(),
+                        )
                     },
                     ..Default::default()
                 }),
@@ -478,6 +501,7 @@ impl Running {
                     host_port,
                     container: id.clone(),
                     skipped: None,
+                    ready: p.ready,
                 },
             );
             if !p.files.is_empty() {
@@ -605,6 +629,7 @@ impl Running {
             for t in &down {
                 pending.push(format!("{} ({}: {})", t.scrape_url, t.health, t.last_error));
             }
+            tracing::trace!("targets: {} known, pending {:?}", targets.len(), pending);
             if !targets.is_empty() && pending.is_empty() {
                 return Ok(());
             }
@@ -694,6 +719,52 @@ impl Running {
         let s = self.service(name)?;
         self.docker.unpause_container(&s.container).await?;
         Ok(())
+    }
+
+    /// Puts a shared stack back to what a fresh one would be, between
+    /// drills: every container running and unpaused, and Prometheus,
+    /// Alertmanager, the fixtures and the Teams mock restarted. Prometheus and
+    /// Alertmanager start over on empty storage: no series, no rule state, no
+    /// aggregation group or notification log of the drill before (a group
+    /// that has flushed once sends its next alert at group_interval, not
+    /// group_wait). The fixtures start over from their profiles: no fault,
+    /// no burn, and no labelled series an earlier drill created. Then every
+    /// target is up again. Exporters and databases keep running. Returns how
+    /// long it took.
+    pub async fn reset(&self, stack: &Stack, eff: &Effective) -> Result<Duration> {
+        let started = Instant::now();
+        let live = || self.services.values().filter(|s| s.skipped.is_none());
+        for s in live() {
+            let state = self
+                .docker
+                .inspect_container(&s.container, None)
+                .await?
+                .state
+                .unwrap_or_default();
+            if state.paused == Some(true) {
+                self.unpause(&s.name).await?;
+            } else if state.running != Some(true) {
+                self.start(&s.name).await?;
+            }
+        }
+        let fresh = live().filter(|s| {
+            matches!(
+                s.kind,
+                Kind::Prometheus | Kind::Alertmanager | Kind::Fixture | Kind::TeamsMock
+            )
+        });
+        futures_util::future::try_join_all(fresh.map(|s| {
+            self.docker
+                .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
+        }))
+        .await
+        .context("restarting Prometheus, Alertmanager, the fixtures and the Teams mock")?;
+        for s in live() {
+            self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
+                .await?;
+        }
+        self.wait_targets(stack, eff).await?;
+        Ok(started.elapsed())
     }
 
     /// Removes every container and the network of this run.
