@@ -396,13 +396,6 @@ async fn drill(a: DrillArgs) -> i32 {
         Ok(f) => f,
         Err(e) => return fail2(e),
     };
-    // Every scenario is validated before any container starts.
-    for f in &files {
-        if let Err(e) = crate::drill::check(f, a.stack.as_deref()) {
-            eprintln!("{e:#}");
-            return 2;
-        }
-    }
     use std::io::IsTerminal;
     let bars = std::io::stderr()
         .is_terminal()
@@ -425,10 +418,11 @@ async fn drill(a: DrillArgs) -> i32 {
         on_event: Box::new(move |e| say(&crate::report::event_text(&e))),
     };
     let suite = std::time::Instant::now();
+    // It validates every scenario before any container starts.
     let reports = match crate::suite::run(&files, &opts).await {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("firedrill: {e:#}");
+            eprintln!("{e:#}");
             return 2;
         }
     };

@@ -98,17 +98,10 @@ pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)>
 /// How a drill's error starts when a signal stopped it.
 pub const INTERRUPTED: &str = "interrupted";
 
-/// Runs one scenario end to end, on a stack of its own.
+/// Runs one scenario end to end, on a stack of its own (`share` and `jobs`
+/// do not apply; the callbacks and prepared images of `opts` do).
 pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
-    let solo = Options {
-        images: opts.images,
-        stack: opts.stack.clone(),
-        fail_fast: opts.fail_fast,
-        share: false,
-        jobs: 1,
-        ..Options::default()
-    };
-    let mut reports = crate::suite::run(&[path.to_path_buf()], &solo).await?;
+    let mut reports = crate::suite::run_on(&[path.to_path_buf()], opts, false, 1).await?;
     reports
         .pop()
         .ok_or_else(|| anyhow!("{}: no report", path.display()))

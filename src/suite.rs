@@ -173,6 +173,16 @@ pub fn plan(items: &[(Scenario, Effective)], share: bool, jobs: usize) -> Vec<Gr
 /// signal stops the suite: the drills running get an error that starts with
 /// [`INTERRUPTED`], the rest are not run, and nothing is left behind.
 pub async fn run(paths: &[PathBuf], opts: &Options) -> Result<Vec<DrillReport>> {
+    run_on(paths, opts, opts.share, opts.jobs).await
+}
+
+/// [`run`] with sharing and concurrency given apart from `opts`.
+pub(crate) async fn run_on(
+    paths: &[PathBuf],
+    opts: &Options,
+    share: bool,
+    jobs: usize,
+) -> Result<Vec<DrillReport>> {
     let items: Vec<(Scenario, Effective)> = paths
         .iter()
         .map(|p| drill::check(p, opts.stack.as_deref()))
@@ -195,7 +205,7 @@ pub async fn run(paths: &[PathBuf], opts: &Options) -> Result<Vec<DrillReport>> 
     };
     let mut reports: Vec<Option<DrillReport>> = vec![None; items.len()];
     let mut run_ids = Vec::new();
-    'groups: for group in plan(&items, opts.share, opts.jobs) {
+    'groups: for group in plan(&items, share, jobs) {
         let mut stack: Option<Running> = None;
         let mut broken: Option<String> = None;
         for wave in &group.waves {
