@@ -1,10 +1,13 @@
 //! The command line: each subcommand parses its arguments and calls the
-//! library. Exit codes: 0 all held, 1 an expectation failed, 2 bad input or
-//! an error before the drill could judge anything.
+//! library. Exit codes of `drill`: 0 every drill passed, 1 one failed (the
+//! stack broke a promise), 2 bad input or a drill that could not run, 3 one
+//! was inconclusive (a precondition could not be established), 4 one was
+//! flaky (passed only on a retry; 0 with `--flaky-ok`).
 
 use crate::images::ImageSource;
 use crate::report::render_spec_errors;
 use crate::spec::fixture::Profile;
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 
@@ -87,12 +90,44 @@ pub enum Command {
         #[arg(long)]
         token_file: PathBuf,
     },
-    /// Run HTTP load (used by drills as a child process).
-    #[command(hide = true)]
-    Load {
-        #[arg(long)]
-        plan: String,
-    },
+    /// Open-model HTTP load on a URL of this machine: requests at exact
+    /// arrival times, latency corrected for coordinated omission.
+    Load(LoadArgs),
+}
+
+/// What `firedrill load` takes.
+#[derive(clap::Args, Debug)]
+pub struct LoadArgs {
+    /// http://127.0.0.1:PORT/path (this machine only).
+    url: String,
+    /// Requests per second (`100`, `100/s`, `600/m`).
+    #[arg(long)]
+    rate: String,
+    /// How long (`10s`, `2m`).
+    #[arg(long)]
+    duration: String,
+    /// Ramp linearly from --rate to this rate over --over (default: the duration).
+    #[arg(long)]
+    ramp_to: Option<String>,
+    #[arg(long, requires = "ramp_to")]
+    over: Option<String>,
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// A JSON body (sent with content-type: application/json).
+    #[arg(long)]
+    body: Option<String>,
+    /// Requests in flight at most, hence connections at most.
+    #[arg(long, alias = "in-flight")]
+    connections: Option<usize>,
+    /// Per-request timeout.
+    #[arg(long, default_value = "60s")]
+    timeout: String,
+    /// Stop after this many requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Write the summary as JSON.
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -180,6 +215,17 @@ pub struct DrillArgs {
     /// reset between drills.
     #[arg(long)]
     fresh_stack: bool,
+    /// At most this many stacks up at once, each running its drills (a
+    /// drill that burns the host's CPU or memory runs alone on the machine).
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..))]
+    stacks: u16,
+    /// Run a failed or inconclusive drill again, up to N times, on a reset
+    /// stack; one that passes then is FLAKY (not green: exit 4).
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Exit 0 when the only drills not passed at once are flaky.
+    #[arg(long)]
+    flaky_ok: bool,
 }
 
 /// Scenario files named by `paths`: files as given, folders' *.yaml sorted.
@@ -334,18 +380,56 @@ async fn run(cli: Cli) -> i32 {
                 Err(e) => fail2(e),
             }
         }
-        Command::Load { plan } => {
-            let r = async {
-                let plan: crate::load::LoadPlan = serde_json::from_str(&plan)?;
-                let s = crate::load::run_goose(&plan).await?;
-                println!("{}", serde_json::to_string(&s)?);
-                anyhow::Ok(())
-            };
-            match r.await {
-                Ok(()) => 0,
-                Err(e) => fail2(e),
-            }
+        Command::Load(args) => load(args).await,
+    }
+}
+
+async fn load(a: LoadArgs) -> i32 {
+    let r = async {
+        let dur = |s: &str| {
+            crate::spec::Dur::parse(s)
+                .map(|d| d.0)
+                .map_err(anyhow::Error::msg)
+        };
+        let rate = |s: &str| crate::spec::parse_rate(s).map_err(anyhow::Error::msg);
+        let (url, path) = crate::load::split_url(&a.url)?;
+        let duration = dur(&a.duration)?;
+        let base = rate(&a.rate)?;
+        let shape = match &a.ramp_to {
+            Some(to) => crate::load::Shape::Ramp {
+                from: base,
+                to: rate(to)?,
+                over: a.over.as_deref().map(dur).transpose()?.unwrap_or(duration),
+            },
+            None => crate::load::Shape::Constant { rate: base },
+        };
+        let plan = crate::load::Plan {
+            url,
+            path,
+            method: a.method.clone(),
+            body: a.body.clone(),
+            shape,
+            duration,
+            in_flight: a.connections,
+            timeout: dur(&a.timeout)?,
+            max_requests: a.requests,
+        };
+        let engine = crate::load::Engine::new();
+        let load = engine.start(plan).await?;
+        let summary = tokio::select! {
+            s = load.finish() => s,
+            _ = crate::util::interrupted() => anyhow::bail!("interrupted"),
+        };
+        println!("{}", summary.line());
+        if let Some(p) = &a.json {
+            std::fs::write(p, serde_json::to_string_pretty(&summary)?)
+                .with_context(|| format!("writing {}", p.display()))?;
         }
+        anyhow::Ok(())
+    };
+    match r.await {
+        Ok(()) => 0,
+        Err(e) => fail2(e),
     }
 }
 
@@ -413,6 +497,8 @@ async fn drill(a: DrillArgs) -> i32 {
         fail_fast: a.fail_fast,
         share: !a.fresh_stack,
         jobs: a.jobs.into(),
+        stacks: a.stacks.into(),
+        retries: a.retries,
         prepared: tokio::sync::OnceCell::new(),
         progress: bars,
         on_event: Box::new(move |e| say(&crate::report::event_text(&e))),
@@ -426,14 +512,7 @@ async fn drill(a: DrillArgs) -> i32 {
             return 2;
         }
     };
-    let mut code = 0;
-    for r in reports.iter().filter(|r| !r.passed()) {
-        code = if r.error.is_some() && r.steps.is_empty() {
-            2.max(code)
-        } else {
-            1.max(code)
-        };
-    }
+    let code = crate::report::exit_code(&reports, a.flaky_ok);
     if files.len() > 1 {
         print!(
             "{}",

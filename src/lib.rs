@@ -2,13 +2,16 @@
 //!
 //! The pipeline, one module each:
 //! [`spec`] (YAML in, located errors) → [`images`] → [`stack`] (containers,
-//! readiness, teardown) → [`drill`] with [`load`] and chaos → [`observe`]
-//! (Prometheus, Alertmanager, the Teams mock; [`panels`] runs dashboard
-//! queries) → [`verify`] (the timing
-//! model) → [`report`]; [`suite`] runs many drills on shared stacks; [`coverage`] says which alerts and dashboards the
-//! scenarios reach. [`fixture`] holds the synthetic services the binary
-//! also serves. The CLI ([`dispatch`]) is a thin layer over this library, so
-//! a drill can run from a user's own `cargo test`:
+//! readiness, reset, teardown) → [`drill`] (preconditions, steps, the
+//! expectations) with [`load`] (the open-model engine, in this process) and
+//! chaos → [`observe`] (Prometheus, Alertmanager, the Teams mock; [`panels`]
+//! runs dashboard queries) → [`verify`] (the timing model, lower bounds, the
+//! false-alert guard) → [`report`] (verdicts, text, JSON, JUnit); [`suite`]
+//! runs many drills on shared stacks, stacks side by side; [`coverage`] says
+//! which alerts and dashboards the scenarios reach. [`fixture`] holds the
+//! synthetic services the binary also serves. The CLI ([`dispatch`]) is a
+//! thin layer over this library, so a drill can run from a user's own
+//! `cargo test`:
 //!
 //! ```no_run
 //! # async fn t() -> anyhow::Result<()> {
@@ -17,6 +20,9 @@
 //!     &firedrill::drill::Options::default(),
 //! ).await?;
 //! assert!(report.passed(), "{}", report.render());
+//! // PASSED, FAILED, INCONCLUSIVE (a precondition could not be established)
+//! // or FLAKY (passed on a retry), as the CLI's exit code says.
+//! println!("{:?}", report.verdict);
 //!
 //! // A suite: one stack per stack file, drills side by side where they can.
 //! let files = firedrill::dispatch::scenario_files(&["scenarios".into()])?;

@@ -1,5 +1,6 @@
-//! Clients for the evidence: Prometheus (targets, alerts, queries),
-//! Alertmanager (alerts), and the Teams mock (deliveries).
+//! Clients for the evidence: Prometheus (targets, alerts, queries, its own
+//! metrics), Alertmanager (alerts, notification failures), and the Teams
+//! mock (deliveries). Wire strings become enums here.
 
 use anyhow::{anyhow, bail, Result};
 use chrono::{DateTime, Utc};
@@ -61,12 +62,33 @@ struct Targets {
     active_targets: Vec<Target>,
 }
 
+/// An alert's state in Prometheus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    Pending,
+    Firing,
+    Inactive,
+}
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PromAlert {
     pub labels: BTreeMap<String, String>,
-    pub state: String,
+    pub state: AlertState,
     pub active_at: Option<DateTime<Utc>>,
+    /// The expression's value when last evaluated.
+    #[serde(default)]
+    pub value: Option<String>,
+}
+
+impl PromAlert {
+    pub fn name(&self) -> &str {
+        self.labels
+            .get("alertname")
+            .map(String::as_str)
+            .unwrap_or("")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -160,6 +182,62 @@ impl Prometheus {
             .result)
     }
 
+    /// Prometheus' own metrics in the text format.
+    pub async fn self_metrics(&self) -> Result<String> {
+        Ok(self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?)
+    }
+
+    /// Rule-group evaluations Prometheus skipped because the previous one
+    /// was still running (a stalled machine), summed over groups.
+    pub async fn rule_iterations_missed(&self) -> Result<f64> {
+        Ok(metric_sum(
+            &self.self_metrics().await?,
+            "prometheus_rule_group_iterations_missed_total",
+        ))
+    }
+
+    /// Deletes every sample up to `end` (the TSDB admin API), so that
+    /// queries see only what comes after: a shared stack's reset.
+    pub async fn delete_until(&self, end: DateTime<Utc>) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/api/v1/admin/tsdb/delete_series", self.base))
+            .query(&[
+                ("match[]", r#"{__name__=~".+"}"#.to_string()),
+                ("end", format!("{:.3}", unix(end))),
+            ])
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            bail!("Prometheus delete_series: {}", r.status());
+        }
+        Ok(())
+    }
+
+    /// Reloads the configuration files (`--web.enable-lifecycle`).
+    pub async fn reload(&self) -> Result<()> {
+        let r = self
+            .http
+            .post(format!("{}/-/reload", self.base))
+            .send()
+            .await?;
+        if !r.status().is_success() {
+            let status = r.status();
+            bail!(
+                "Prometheus reload: {status} {}",
+                r.text().await.unwrap_or_default().trim()
+            );
+        }
+        Ok(())
+    }
+
     /// Exact timestamps of raw samples of `selector` in the `window` before `at`.
     pub async fn raw_samples(
         &self,
@@ -227,20 +305,88 @@ impl Alertmanager {
             .text()
             .await?)
     }
+
+    /// `alertmanager_notifications_failed_total` (and the request counter)
+    /// series above zero, as evidence of a lost notification.
+    pub async fn notification_failures(&self) -> Vec<String> {
+        notification_failures(&self.metrics().await.unwrap_or_default())
+    }
+}
+
+/// The series of `metrics` (text format) above zero that count failed
+/// notifications.
+pub fn notification_failures(metrics: &str) -> Vec<String> {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("alertmanager_notifications_failed_total{")
+                || l.starts_with("alertmanager_notification_requests_failed_total{")
+        })
+        .filter(|l| sample_value(l) > 0.0)
+        .map(str::to_string)
+        .collect()
+}
+
+fn sample_value(line: &str) -> f64 {
+    line.rsplit(' ')
+        .next()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+/// The sum of every series of `name` in a text-format exposition.
+pub fn metric_sum(metrics: &str, name: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(sample_value)
+        .sum()
+}
+
+/// What the Teams mock made of a post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardFormat {
+    MessageCard,
+    AdaptiveCard,
+    /// Not a card Teams would post (a 400), or a post to a wrong path.
+    Rejected,
+}
+
+/// Whether a card tells of firing or resolved alerts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CardStatus {
+    Firing,
+    Resolved,
+    #[serde(other)]
+    Unknown,
 }
 
 /// One card the Teams mock received.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 pub struct Delivery {
     pub received_at: DateTime<Utc>,
-    /// `message_card`, `adaptive_card`, or `rejected`.
-    pub format: String,
+    pub format: CardFormat,
     pub http_status: u16,
     pub title: String,
-    /// `firing` or `resolved` (from the card), or empty.
-    pub status: String,
+    pub status: CardStatus,
     pub alertnames: Vec<String>,
+    /// Why the mock did not post it (an injected fault, a rejection).
     pub error: Option<String>,
+}
+
+impl Delivery {
+    /// A card of `status` for `alert`, received at or after `since`.
+    pub fn tells(&self, alert: &str, status: CardStatus, since: DateTime<Utc>) -> bool {
+        self.received_at >= since
+            && self.format != CardFormat::Rejected
+            && self.status == status
+            && self.alertnames.iter().any(|a| a == alert)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -264,5 +410,34 @@ impl TeamsMock {
             .await?
             .json()
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sums_and_failures_from_the_text_format() {
+        let text = "# HELP x\nprometheus_rule_group_iterations_missed_total{rule_group=\"a\"} 2\nprometheus_rule_group_iterations_missed_total{rule_group=\"b\"} 1\nprometheus_rule_group_iterations_missed_totalx 9\nalertmanager_notifications_failed_total{integration=\"msteams\",reason=\"clientError\"} 1\nalertmanager_notifications_failed_total{integration=\"email\",reason=\"other\"} 0\n";
+        assert_eq!(
+            metric_sum(text, "prometheus_rule_group_iterations_missed_total"),
+            3.0
+        );
+        assert_eq!(notification_failures(text).len(), 1);
+    }
+
+    #[test]
+    fn wire_strings_become_enums() {
+        let a: PromAlert = serde_json::from_str(
+            r#"{"labels":{"alertname":"X"},"state":"pending","activeAt":"2026-01-01T00:00:00Z","value":"1e+00"}"#,
+        )
+        .unwrap();
+        assert_eq!((a.name(), a.state), ("X", AlertState::Pending));
+        let d: Delivery = serde_json::from_str(r#"{"received_at":"2026-01-01T00:00:00Z","format":"rejected","http_status":404,"title":"","status":"","alertnames":[],"error":"x"}"#).unwrap();
+        assert_eq!(
+            (d.format, d.status),
+            (CardFormat::Rejected, CardStatus::Unknown)
+        );
     }
 }

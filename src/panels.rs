@@ -163,25 +163,22 @@ pub fn needs_absent(
     )
 }
 
-/// Runs every panel target over `[start, end]`. `absent` maps a service that
-/// is not running to why (a skipped optional component).
-pub async fn check(
+/// Every panel query of the stack as it runs at `time_scale` over a range:
+/// interpolated as Grafana would on the unscaled stack (range and scrape
+/// interval ÷ the scale), then every duration in it ×the scale, as the
+/// stack's own rules are. (dashboard, panel, ref, variables, query) each.
+fn queries(
     stack: &Stack,
-    prom: &Prometheus,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    range: Duration,
     scrape: Duration,
-    absent: &BTreeMap<String, String>,
-) -> Result<Vec<PanelCheck>> {
-    let catalog = Catalog::of_stack(stack, None);
-    let absent_jobs = absent_jobs(stack, absent);
-    let range = (end - start).to_std().unwrap_or(Duration::from_secs(60));
+    time_scale: f64,
+) -> Result<Vec<(String, grafana::Target, String, String)>> {
+    let unscaled = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / time_scale);
     let time = TimeContext {
-        range,
-        scrape,
+        range: unscaled(range),
+        scrape: unscaled(scrape),
         ..TimeContext::default()
     };
-    let step = (range / 100).max(scrape);
     let mut out = Vec::new();
     for file in dashboard_files(stack) {
         let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
@@ -198,43 +195,93 @@ pub async fn check(
                 .join(",");
             for t in grafana::targets(&dashboard).into_iter().filter(|t| !t.hide) {
                 let query = grafana::interpolate(&t.expr, &set, &time, t.interval.as_deref());
-                let verdict = match promql_parser::parser::parse(&query) {
-                    Err(e) => Verdict::Error {
-                        message: format!("invalid PromQL: {e}"),
-                    },
-                    Ok(ast) => match skipped(&ast, &catalog, &absent_jobs) {
-                        Some(reason) => Verdict::Skipped { reason },
-                        None => match prom.query_range(&query, start, end, step).await {
-                            Err(e) => Verdict::Error {
-                                message: e.to_string(),
-                            },
-                            Ok(series) => {
-                                // NaN (a quantile of nothing) draws nothing in Grafana.
-                                let finite = |s: &&crate::observe::Series| {
-                                    s.values
-                                        .iter()
-                                        .any(|(_, v)| v.parse::<f64>().is_ok_and(f64::is_finite))
-                                };
-                                let n = series.iter().filter(finite).count();
-                                if n > 0 {
-                                    Verdict::Data { series: n }
-                                } else {
-                                    Verdict::NoData
-                                }
-                            }
-                        },
-                    },
-                };
-                out.push(PanelCheck {
-                    dashboard: name.clone(),
-                    panel: t.panel_title.clone(),
-                    ref_id: t.ref_id.clone(),
-                    variables: label.clone(),
-                    query,
-                    verdict,
-                });
+                // A query that does not parse keeps its text: the check reports it.
+                let query = crate::promql::scale_expr(&query, time_scale).unwrap_or(query);
+                out.push((name.clone(), t, label.clone(), query));
             }
         }
+    }
+    Ok(out)
+}
+
+/// The widest range window of any panel query (range selectors, subqueries,
+/// offsets), and its panel: how long load must have run for every panel to
+/// show a whole window of it. Windows of `$__range` (the dashboard's whole
+/// time range) are left out: they cover whatever the drill has run.
+pub fn widest_window(
+    stack: &Stack,
+    scrape: Duration,
+    time_scale: f64,
+) -> Result<Option<(String, Duration)>> {
+    // A drill's range: short enough that `$__interval` is the scrape
+    // interval, as it is over any drill, and long enough that no window
+    // but `$__range` reaches it.
+    let range = scrape * 1000;
+    let mut widest: Option<(String, Duration)> = None;
+    for (_, t, _, q) in queries(stack, range, scrape, time_scale)? {
+        let Ok(w) = crate::promql::max_lookback(&q) else {
+            continue;
+        };
+        if w >= range || w <= widest.as_ref().map_or(Duration::ZERO, |x| x.1) {
+            continue;
+        }
+        widest = Some((t.panel_title.clone(), w));
+    }
+    Ok(widest)
+}
+
+/// Runs every panel target over `[start, end]` on a stack running at
+/// `time_scale`. `absent` maps a service that is not running to why (a
+/// skipped optional component).
+pub async fn check(
+    stack: &Stack,
+    prom: &Prometheus,
+    (start, end): (DateTime<Utc>, DateTime<Utc>),
+    scrape: Duration,
+    time_scale: f64,
+    absent: &BTreeMap<String, String>,
+) -> Result<Vec<PanelCheck>> {
+    let catalog = Catalog::of_stack(stack, None);
+    let absent_jobs = absent_jobs(stack, absent);
+    let range = (end - start).to_std().unwrap_or(Duration::from_secs(60));
+    let step = (range / 100).max(scrape);
+    let mut out = Vec::new();
+    for (name, t, label, query) in queries(stack, range, scrape, time_scale)? {
+        let verdict = match promql_parser::parser::parse(&query) {
+            Err(e) => Verdict::Error {
+                message: format!("invalid PromQL: {e}"),
+            },
+            Ok(ast) => match skipped(&ast, &catalog, &absent_jobs) {
+                Some(reason) => Verdict::Skipped { reason },
+                None => match prom.query_range(&query, start, end, step).await {
+                    Err(e) => Verdict::Error {
+                        message: e.to_string(),
+                    },
+                    Ok(series) => {
+                        // NaN (a quantile of nothing) draws nothing in Grafana.
+                        let finite = |s: &&crate::observe::Series| {
+                            s.values
+                                .iter()
+                                .any(|(_, v)| v.parse::<f64>().is_ok_and(f64::is_finite))
+                        };
+                        let n = series.iter().filter(finite).count();
+                        if n > 0 {
+                            Verdict::Data { series: n }
+                        } else {
+                            Verdict::NoData
+                        }
+                    }
+                },
+            },
+        };
+        out.push(PanelCheck {
+            dashboard: name.clone(),
+            panel: t.panel_title.clone(),
+            ref_id: t.ref_id.clone(),
+            variables: label.clone(),
+            query,
+            verdict,
+        });
     }
     Ok(out)
 }

@@ -2,9 +2,12 @@
 //! stack actually loaded (scrape and evaluation intervals, the rule's `for`
 //! and range windows, the matching route's `group_wait`/`group_interval`),
 //! and the measured breakdown fault → expression true → pending → firing →
-//! Alertmanager → Teams that a drill checks against it.
+//! Alertmanager → Teams that a drill checks against it. Also the pure
+//! judges that need no evidence beyond their arguments: a scenario's lower
+//! bound, and the false-alert guard.
 
 use crate::spec::prometheus::{job_targets, AlertRule};
+use crate::spec::scenario::{Chaos, ScenarioDoc, Step, TeamsStatus};
 use crate::stack::render::Effective;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -33,6 +36,17 @@ pub struct Timing {
 }
 
 impl Timing {
+    /// The rule named `name` and its timing for an alert with `labels`.
+    pub fn of(
+        eff: &Effective,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Option<(AlertRule, Timing)> {
+        let rule = eff.prometheus.alert_rule(name)?;
+        let t = Timing::for_alert(eff, &rule, labels);
+        Some((rule, t))
+    }
+
     pub fn for_alert(
         eff: &Effective,
         rule: &AlertRule,
@@ -222,6 +236,161 @@ impl Breakdown {
     }
 }
 
+/// What the lower bound needs to know beyond the scenario and its stack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BoundInputs {
+    /// Loads answer, then Prometheus needs two scrapes of their series.
+    pub warm_up: Duration,
+    /// The widest range window of any dashboard panel: `expect_dashboards`
+    /// waits for it to be covered by load.
+    pub panel_window: Duration,
+}
+
+/// The least time the scenario can take on this stack, whatever the
+/// machine: the loads' warm-up, quiet periods and waits, each expected
+/// alert's `for`, the group_wait before its first card, a Teams fault's
+/// length before a refused card can be posted, the group_interval before a
+/// lost card is sent again and between a firing and a resolved card, and
+/// the panels' windows before `expect_dashboards`. Bring-up and detection
+/// are not counted. Alerts expected after one fault overlap: this is a
+/// timeline of earliest times, not a sum.
+pub fn lower_bound(doc: &ScenarioDoc, eff: &Effective, inputs: BoundInputs) -> Duration {
+    let mut t = Duration::ZERO;
+    let mut fault = Duration::ZERO;
+    let mut warm_at = Duration::ZERO;
+    let mut warming = false;
+    // Teams refuses cards until then (a fault with a `for`, or until reset).
+    let mut teams_blocked: Option<Duration> = None;
+    let mut first_card: BTreeMap<&str, Duration> = BTreeMap::new();
+    let mut lost_at: BTreeMap<&str, Duration> = BTreeMap::new();
+    let no_labels = BTreeMap::new();
+    let timing = |name: &str| Timing::of(eff, name, &no_labels).map(|(_, t)| t);
+    let scaled = |d: crate::spec::Dur| d.scaled(doc.time_scale).0;
+    for step in &doc.steps {
+        if warming && !matches!(step, Step::Load(_)) {
+            t += inputs.warm_up;
+            warm_at = t;
+            warming = false;
+        }
+        match step {
+            Step::Load(_) => warming = true,
+            Step::ExpectQuiet(q) => t += scaled(q.for_),
+            Step::Wait(w) => t += scaled(w.for_),
+            Step::Chaos(c) => match c.action() {
+                Ok(Chaos::TeamsFault(_, f)) => {
+                    teams_blocked = Some(match f.for_ {
+                        Some(d) => t + scaled(d),
+                        None => Duration::MAX,
+                    })
+                }
+                Ok(Chaos::TeamsReset(_)) => {
+                    teams_blocked = teams_blocked.map(|b| b.min(t));
+                }
+                _ => fault = t,
+            },
+            Step::ExpectAlert(a) => {
+                if let Some(tm) = timing(&a.name) {
+                    t = t.max(fault + tm.for_);
+                }
+            }
+            Step::ExpectTeams(e) => {
+                let Some(tm) = timing(&e.alert) else {
+                    continue;
+                };
+                let name = e.alert.as_str();
+                match e.status {
+                    TeamsStatus::Resolved => {
+                        if let Some(at) = first_card.get(name) {
+                            t = t.max(*at + tm.group_interval);
+                        }
+                    }
+                    TeamsStatus::Lost => {
+                        let at = (fault + tm.for_ + tm.group_wait).max(t);
+                        lost_at.insert(name, at);
+                        t = at;
+                    }
+                    TeamsStatus::Firing => {
+                        let mut at = (fault + tm.for_ + tm.group_wait).max(t);
+                        // A refused card goes again at the group's next flush.
+                        if let Some(lost) = lost_at.get(name) {
+                            at = at.max(*lost + tm.group_interval);
+                        }
+                        if let Some(b) = teams_blocked.filter(|b| *b != Duration::MAX) {
+                            at = at.max(b);
+                        }
+                        first_card.insert(name, at);
+                        t = at;
+                    }
+                }
+            }
+            Step::ExpectDashboards(_) => t = t.max(warm_at + inputs.panel_window),
+            Step::ExpectResolved(_) => {}
+        }
+    }
+    t
+}
+
+/// The firing alerts (ALERTS series' labels) that no step of `doc` expects
+/// and `allow_alerts` does not allow, as `Name{labels}`. A step's labels
+/// must all be on the alert; a step with none (expect_teams) stands for
+/// any alert of its name unless another step names labels for it.
+pub fn unexpected<'a>(
+    firing: impl Iterator<Item = &'a BTreeMap<String, String>>,
+    doc: &ScenarioDoc,
+) -> Vec<String> {
+    let (expected, allowed) = doc.expected_alerts();
+    let labelled: Vec<&str> = expected
+        .iter()
+        .filter(|(_, l)| !l.is_empty())
+        .map(|(n, _)| *n)
+        .collect();
+    let mut out: Vec<String> = firing
+        .filter(|m| {
+            let name = m.get("alertname").map(String::as_str).unwrap_or("");
+            let ok = allowed
+                .iter()
+                .any(|(n, l)| *n == name && label_subset(l, m))
+                || expected.iter().any(|(n, l)| {
+                    *n == name
+                        && if l.is_empty() {
+                            !labelled.contains(n)
+                        } else {
+                            label_subset(l, m)
+                        }
+                });
+            !ok
+        })
+        .map(|m| {
+            let mut l = m.clone();
+            l.remove("alertstate");
+            l.remove("__name__");
+            format!(
+                "{}{}",
+                l.get("alertname").cloned().unwrap_or_default(),
+                fmt_labels(&l)
+            )
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Every label of `want` is on `have` with the same value.
+pub fn label_subset(want: &BTreeMap<String, String>, have: &BTreeMap<String, String>) -> bool {
+    want.iter().all(|(k, v)| have.get(k) == Some(v))
+}
+
+/// `{k="v",...}` without the alert's name, for messages.
+pub fn fmt_labels(l: &BTreeMap<String, String>) -> String {
+    let v: Vec<String> = l
+        .iter()
+        .filter(|(k, _)| *k != "alertname")
+        .map(|(k, v)| format!("{k}=\"{v}\""))
+        .collect();
+    format!("{{{}}}", v.join(","))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -251,6 +420,84 @@ mod tests {
         assert_eq!(
             t.teams_resolved_bound(),
             Duration::from_secs(25 + 15 + 15 + 300)
+        );
+    }
+
+    fn doc(yaml: &str) -> ScenarioDoc {
+        serde_yaml_ng::from_str(yaml).unwrap()
+    }
+
+    fn alert(name: &str, labels: &[(&str, &str)]) -> BTreeMap<String, String> {
+        let mut m: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        m.insert("alertname".into(), name.into());
+        m.insert("alertstate".into(), "firing".into());
+        m.insert("__name__".into(), "ALERTS".into());
+        m
+    }
+
+    #[test]
+    fn the_guard_matches_names_and_labels() {
+        let d = doc(
+            "name: x\nstack: s\nsteps:\n  - expect_alert: {name: InstanceDown, labels: {job: vllm}}\n  - expect_teams: {alert: InstanceDown, status: firing}\n  - expect_teams: {alert: AppDown, status: firing}\nallow_alerts:\n  - {alert: Watchdog, reason: always on}\n  - {alert: HostDown, labels: {job: a}, reason: known}\n",
+        );
+        let firing = [
+            alert("InstanceDown", &[("job", "vllm")]),
+            alert("InstanceDown", &[("job", "cadvisor")]),
+            alert("AppDown", &[("job", "vllm")]),
+            alert("Watchdog", &[]),
+            alert("HighLatency", &[("route", "/")]),
+            alert("HostDown", &[("job", "a")]),
+            alert("HostDown", &[("job", "b")]),
+        ];
+        assert_eq!(
+            unexpected(firing.iter(), &d),
+            vec![
+                r#"HighLatency{route="/"}"#.to_string(),
+                r#"HostDown{job="b"}"#.to_string(),
+                r#"InstanceDown{job="cadvisor"}"#.to_string(),
+            ]
+        );
+    }
+
+    fn scenario_bound(name: &str, inputs: BoundInputs) -> Duration {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("scenarios")
+            .join(format!("{name}.yaml"));
+        let sc = crate::spec::scenario::Scenario::load(&path, None).unwrap();
+        let eff = crate::stack::render::render(&sc.stack, sc.doc.time_scale).unwrap();
+        lower_bound(&sc.doc, &eff, inputs)
+    }
+
+    #[test]
+    fn lower_bounds_count_what_no_machine_can_shorten() {
+        let none = BoundInputs::default();
+        // backend-down ×0.1: quiet 6 s, for 6 s, group_wait 1 s (critical
+        // route), resolved card group_interval 30 s after the firing one.
+        assert_eq!(
+            scenario_bound("backend-down", none),
+            Duration::from_secs(43)
+        );
+        // The warm-up of the load comes before the quiet period.
+        let warm = BoundInputs {
+            warm_up: Duration::from_millis(1500),
+            ..none
+        };
+        assert_eq!(
+            scenario_bound("backend-down", warm),
+            Duration::from_millis(44_500)
+        );
+        // 429: the lost card is sent again a group_interval after the first try.
+        assert_eq!(
+            scenario_bound("teams-429-lost", none),
+            Duration::from_secs(3 + 6 + 1 + 30)
+        );
+        // 5xx for 18 s: no card can be posted before the fault ends.
+        assert_eq!(
+            scenario_bound("teams-5xx-late", none),
+            Duration::from_secs(3 + 18)
         );
     }
 }

@@ -242,11 +242,34 @@ fn unknown_excused_panel_and_allowed_alert_are_located() {
 
 /// A load under 1/s cannot be throttled: refused where it is written.
 #[test]
-fn a_rate_below_one_per_second_is_located() {
-    let out =
-        error_of_scenario("steps:\n  - load: {target: backend, path: /api/users, rate: 30/m}\n");
+fn load_bounds_and_shapes_are_located() {
+    // The open-model engine holds fractional rates: 30/m is valid now.
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ok.yaml");
+    let stack = std::fs::canonicalize("stack/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: ok\nstack: {}\nsteps:\n  - load: {{target: backend, path: /api/users, rate: 30/m}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    Scenario::load(&f, None).expect("30/m is a rate the engine holds");
+    let out = error_of_scenario(
+        "steps:\n  - load: {target: backend, path: /api/users, rate: 200000/s}\n",
+    );
     assert!(
-        out.contains("s.yaml:4:") && out.contains("the least rate is 1/s"),
+        out.contains("s.yaml:4:") && out.contains("above the engine's bound"),
         "{out}"
     );
+    let out = error_of_scenario(
+        "steps:\n  - load: {target: backend, rate: 5/s, ramp: {to: 9/s, over: 1m}, spike: {rate: 50/s, at: 1m, for: 5s}}\n",
+    );
+    assert!(
+        out.contains("s.yaml:4:") && out.contains("one shape"),
+        "{out}"
+    );
+    let out = error_of_scenario("steps:\n  - load: {target: backend, rate: 0/s}\n");
+    assert!(out.contains("must be positive"), "{out}");
 }

@@ -14,7 +14,7 @@ use common::copy_dir;
 
 use firedrill::drill::{self, Options};
 use firedrill::images::ImageSource;
-use firedrill::report::{DrillReport, Status};
+use firedrill::report::{DrillReport, Status, StepKind, Verdict};
 use std::path::{Path, PathBuf};
 /// Drills are timed: one at a time on a 2-core machine (tokio's mutex works
 /// across the tests' separate runtimes).
@@ -36,6 +36,15 @@ impl Workspace {
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
+    /// Writes scenarios/NAME.yaml on the seed-001 stack at ×0.1; `body` holds
+    /// its steps (and whatever follows them).
+    fn scenario(&self, name: &str, body: &str) -> PathBuf {
+        let f = self.path(&format!("scenarios/{name}.yaml"));
+        let text = format!("name: {name}\nstack: ../stack/stack.yaml\ntime_scale: 0.1\n{body}");
+        std::fs::write(&f, text).unwrap();
+        f
+    }
+
     /// Replaces `from` by `to` in a file; `from` must be there exactly once.
     fn patch(&self, rel: &str, from: &str, to: &str) {
         let p = self.path(rel);
@@ -85,7 +94,7 @@ async fn assert_fails(ws: &Workspace, scenario: &str, step: &str, needles: &[&st
         .iter()
         .find(|s| s.status == Status::Fail)
         .expect("a failed step");
-    assert_eq!(f.kind, step, "{}", f.message);
+    assert_eq!(f.kind.name(), step, "{}", f.message);
     for n in needles {
         assert!(f.message.contains(n), "`{n}` missing from: {}", f.message);
     }
@@ -240,20 +249,53 @@ async fn sigterm_tears_down() {
 /// the second drill never starts.
 async fn interrupt_tears_down(signal: libc::c_int) {
     let _serial = SERIAL.lock().await;
+    // Interrupt once the stack is up and the first steps run.
+    let (mut child, mut lines, mut seen) = spawn_drill(&[
+        "scenarios/backend-down.yaml",
+        "scenarios/high-error-rate.yaml",
+    ])
+    .await;
+    // The load runs in the drill's own process: it has no child at all.
+    assert_eq!(children(child.id().unwrap()), Vec::<String>::new());
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(child.id().unwrap() as libc::pid_t, signal);
+    }
+    while let Ok(Some(l)) = lines.next_line().await {
+        seen.push(l);
+    }
+    let status = child.wait().await.unwrap();
+    assert!(!status.success());
+    let all = seen.join("\n");
+    assert!(all.contains("interrupted (Ctrl-C or SIGTERM)"), "{all}");
+    assert!(
+        !all.contains("drill scenarios/high-error-rate.yaml"),
+        "the suite went on after the signal: {all}"
+    );
+    let run_id = run_id_of(&all);
+    let docker = firedrill::docker::connect().await.unwrap();
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&run_id))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}
+
+type Lines = tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>;
+
+/// `firedrill drill` on `scenarios`, read until its first quiet period has
+/// begun (the stack is up and the loads run): the child, the rest of its
+/// output, and the lines so far.
+async fn spawn_drill(scenarios: &[&str]) -> (tokio::process::Child, Lines, Vec<String>) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args([
-            "drill",
-            "--images",
-            "offline",
-            "scenarios/backend-down.yaml",
-            "scenarios/high-error-rate.yaml",
-        ])
+        .args(["drill", "--images", "offline"])
+        .args(scenarios)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // Interrupt once the stack is up and the first steps run.
     let stdout = child.stdout.take().unwrap();
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
     let mut seen = Vec::new();
@@ -270,30 +312,182 @@ async fn interrupt_tears_down(signal: libc::c_int) {
         seen.iter().any(|l| l.contains("expect_quiet")),
         "the drill did not start: {seen:?}"
     );
-    // SAFETY: kill(2) on our own child.
-    unsafe {
-        libc::kill(child.id().unwrap() as libc::pid_t, signal);
-    }
-    while let Ok(Some(l)) = lines.next_line().await {
-        seen.push(l);
-    }
-    let status = child.wait().await.unwrap();
-    assert!(!status.success());
-    let all = seen.join("\n");
-    assert!(all.contains("interrupted (Ctrl-C or SIGTERM)"), "{all}");
+    (child, lines, seen)
+}
+
+/// `firedrill down --run ID`, which must succeed.
+fn down_run(run_id: &str) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["down", "--run", run_id])
+        .output()
+        .unwrap();
     assert!(
-        !all.contains("drill scenarios/high-error-rate.yaml"),
-        "the suite went on after the signal: {all}"
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
-    let run_id = all
+}
+
+/// The run id a drill's output names.
+fn run_id_of(output: &str) -> String {
+    output
         .split("(run ")
         .nth(1)
         .and_then(|r| r.split(')').next())
         .expect("the run id is reported")
-        .to_string();
+        .to_string()
+}
+
+/// The command lines of the processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        // pid (comm) state ppid ...: comm may hold spaces, so split after ')'.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            out.push(String::from_utf8_lossy(&cmd).replace('\0', " "));
+        }
+    }
+    out
+}
+
+/// Processes whose command line runs firedrill's load (the old child
+/// process design): none may exist, whatever killed a drill.
+fn firedrill_loads() -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains("firedrill") && cmd.contains(" load ") {
+            out.push(cmd);
+        }
+    }
+    out
+}
+
+/// SIGKILL gives the drill no chance to clean up: its containers stay
+/// until `firedrill down`, but its load dies with it (it runs in the drill's
+/// process), so nothing goes on sending.
+#[tokio::test]
+async fn sigkill_leaves_no_load_behind() {
+    let _serial = SERIAL.lock().await;
+    let (mut child, _rest, seen) = spawn_drill(&["scenarios/high-error-rate.yaml"]).await;
+    let run_id = run_id_of(&seen.join("\n"));
+    assert_eq!(children(child.id().unwrap()), Vec::<String>::new());
+    child.kill().await.unwrap();
+    child.wait().await.unwrap();
+    assert_eq!(firedrill_loads(), Vec::<String>::new());
+    // The run's backend still runs (nothing tore it down): it must see no
+    // more requests.
     let docker = firedrill::docker::connect().await.unwrap();
+    let backend = docker
+        .inspect_container(&format!("firedrill-{run_id}-backend"), None)
+        .await
+        .unwrap();
+    let port = backend.network_settings.unwrap().ports.unwrap()["8000/tcp"]
+        .as_ref()
+        .unwrap()[0]
+        .host_port
+        .clone()
+        .unwrap();
+    let served = || async {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .filter(|l| l.starts_with("http_requests_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    // Requests already in the fixture end within its latency.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let before = served().await;
+    assert!(before > 0.0, "the load had reached the backend");
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(served().await, before, "a load outlived its drill");
+    down_run(&run_id);
     assert_eq!(
         firedrill::stack::leftovers(&docker, Some(&run_id))
+            .await
+            .unwrap(),
+        (0, 0)
+    );
+}
+
+/// A load whose target never answers: the drill cannot establish that its
+/// load is warm, so it judges nothing and ends INCONCLUSIVE (exit 3, a
+/// JUnit `<error>`), not FAILED: the stack broke no promise.
+#[tokio::test]
+async fn a_load_that_gets_no_answer_is_inconclusive() {
+    let _serial = SERIAL.lock().await;
+    let ws = Workspace::new();
+    let f = ws.scenario(
+        "no-answer",
+        "steps:\n  - chaos: {fixture: backend, set: {hang: true}}\n  - load: {target: backend, path: /api/health, rate: 5/s}\n  - expect_quiet: {for: 30s}\n",
+    );
+    let junit = ws.path("r.xml");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["drill", "--images", "offline"])
+        .arg(&f)
+        .arg("--junit")
+        .arg(&junit)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(stdout.contains("INCONCLUSIVE no-answer"), "{stdout}");
+    assert!(stdout.contains("no answer within"), "{stdout}");
+    assert!(stdout.contains("1 step(s) not run"), "{stdout}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("<error") && !xml.contains("<failure"), "{xml}");
+}
+
+/// The alert a fault should provoke is already firing: the baseline never
+/// calms, so the fault would prove nothing. INCONCLUSIVE with the evidence,
+/// after a retry on the reset stack that finds the same.
+#[tokio::test]
+async fn a_baseline_that_never_calms_is_inconclusive_even_on_a_retry() {
+    let ws = Workspace::new();
+    let f = ws.scenario(
+        "never-calm",
+        "steps:\n  - chaos: {stop: backend}\n  - expect_alert: {name: BackendDown, labels: {job: backend}}\n  - chaos: {pause: node-exporter}\n  - expect_alert: {name: BackendDown, labels: {job: backend}}\n",
+    );
+    let _serial = SERIAL.lock().await;
+    let opts = Options {
+        images: ImageSource::Offline,
+        retries: 1,
+        ..Options::default()
+    };
+    let r = drill::run(&f, &opts).await.expect("the drill runs");
+    println!("{}", r.render());
+    assert_eq!(r.verdict, Verdict::Inconclusive);
+    let calm = r.steps.last().unwrap();
+    assert_eq!(
+        (calm.kind, calm.status),
+        (StepKind::Calm, Status::Inconclusive)
+    );
+    assert!(calm.message.contains("BackendDown"), "{}", calm.message);
+    assert!(calm.message.contains("Firing"), "{}", calm.message);
+    assert_eq!(r.not_run, 2);
+    assert_eq!(r.attempts.len(), 1, "retried once");
+    assert_eq!(r.attempts[0].verdict, Verdict::Inconclusive);
+    assert_eq!(
+        r.attempts[0].run_id, r.run_id,
+        "the retry ran on the reset stack"
+    );
+    let docker = firedrill::docker::connect().await.unwrap();
+    assert_eq!(
+        firedrill::stack::leftovers(&docker, Some(&r.run_id))
             .await
             .unwrap(),
         (0, 0)
@@ -320,15 +514,7 @@ async fn down_removes_leftovers_by_label() {
             .unwrap(),
         (0, 1)
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_firedrill"))
-        .args(["down", "--run", &run_id])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    down_run(&run_id);
     assert_eq!(
         firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
@@ -483,12 +669,10 @@ async fn alert_firing_at_baseline_fails_expect_quiet() {
         r#"expr: up{job="backend"} == 0"#,
         r#"expr: up{job="backend"} == 1"#,
     );
-    let f = ws.path("scenarios/quiet.yaml");
-    std::fs::write(
-        &f,
-        "name: quiet\nstack: ../stack/stack.yaml\ntime_scale: 0.1\nsteps:\n  - load: {target: backend, path: /api/health, rate: 5/s}\n  - expect_quiet: {for: 5m}\n",
-    )
-    .unwrap();
+    ws.scenario(
+        "quiet",
+        "steps:\n  - load: {target: backend, path: /api/health, rate: 5/s}\n  - expect_quiet: {for: 5m}\n",
+    );
     assert_fails(&ws, "quiet", "expect_quiet", &["BackendDown", "is firing"]).await;
 }
 
@@ -546,12 +730,10 @@ async fn teams_outage_longer_than_allowed_fails() {
 async fn a_shared_stack_is_reset_between_drills() {
     let _serial = SERIAL.lock().await;
     let ws = Workspace::new();
-    let leaves = ws.path("scenarios/leaves-backend-down.yaml");
-    std::fs::write(
-        &leaves,
-        "name: leaves-backend-down\nstack: ../stack/stack.yaml\ntime_scale: 0.1\nsteps:\n  - expect_quiet: {for: 30s}\n  - chaos: {stop: backend}\n  - expect_alert: {name: BackendDown, labels: {job: backend}}\n  - expect_teams: {alert: BackendDown, status: firing}\n  - expect_alert: {name: HighErrorRate, within: 1s}\n",
-    )
-    .unwrap();
+    let leaves = ws.scenario(
+        "leaves-backend-down",
+        "steps:\n  - expect_quiet: {for: 30s}\n  - chaos: {stop: backend}\n  - expect_alert: {name: BackendDown, labels: {job: backend}}\n  - expect_teams: {alert: BackendDown, status: firing}\n  - expect_alert: {name: HighErrorRate, within: 1s}\n",
+    );
     // No stack can fire HighErrorRate in 1 s: the last step fails, and
     // fail-fast leaves the backend stopped.
     let opts = Options {

@@ -58,6 +58,24 @@ async fn up(stack_file: &str) -> Up {
 }
 
 impl Up {
+    /// Every panel of the stack over `[start, now]`, at the tests' scale.
+    async fn panels(
+        &self,
+        start: chrono::DateTime<Utc>,
+        absent: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<panels::PanelCheck> {
+        panels::check(
+            &self.stack,
+            &self.prom,
+            (start, Utc::now()),
+            self.scrape,
+            SCALE,
+            absent,
+        )
+        .await
+        .unwrap()
+    }
+
     /// The scrape job whose target is `service`.
     fn job(&self, service: &str) -> String {
         let sc = self
@@ -220,9 +238,7 @@ async fn families_and_panels(stack_file: &str, broken: Option<&BrokenPanels>) {
         }
     }
     let absent = up.running.skipped();
-    let checks = panels::check(&up.stack, &up.prom, start, Utc::now(), up.scrape, &absent)
-        .await
-        .unwrap();
+    let checks = up.panels(start, &absent).await;
     if let Some(b) = broken {
         b.check(&up, start, &absent).await;
     }
@@ -301,9 +317,7 @@ async fn seed_002_postgres_is_scraped_and_panels_have_data() {
         }
     }
     let absent = up.running.skipped();
-    let checks = panels::check(&up.stack, &up.prom, start, Utc::now(), up.scrape, &absent)
-        .await
-        .unwrap();
+    let checks = up.panels(start, &absent).await;
     // The password is the run's own: no service may log it.
     let mut leaks = Vec::new();
     for name in up.running.services.keys() {
@@ -380,9 +394,16 @@ impl BrokenPanels {
             .unwrap()
             .join("stack.yaml");
         let stack = Stack::load(&dir.path().join(stack_file)).unwrap();
-        let checks = panels::check(&stack, &up.prom, start, Utc::now(), up.scrape, absent)
-            .await
-            .unwrap();
+        let checks = panels::check(
+            &stack,
+            &up.prom,
+            (start, Utc::now()),
+            up.scrape,
+            SCALE,
+            absent,
+        )
+        .await
+        .unwrap();
         for c in &checks {
             let blank = self.blank.contains(&c.panel.as_str());
             match (&c.verdict, blank) {

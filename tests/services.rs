@@ -2,7 +2,7 @@
 //! what Prometheus and Alertmanager see of them, without containers.
 
 use firedrill::fixture::{teams::Mock, Fixture};
-use firedrill::observe::{Delivery, TeamsMock};
+use firedrill::observe::{CardFormat, CardStatus, Delivery, TeamsMock};
 use firedrill::spec::fixture::Profile;
 use serde_json::json;
 
@@ -86,17 +86,18 @@ async fn teams_mock_accepts_rejects_and_records() {
         404
     );
     let ds: Vec<Delivery> = TeamsMock::new(base).deliveries().await.unwrap();
-    let summary: Vec<(String, u16, String)> = ds
+    let summary: Vec<(CardFormat, u16, CardStatus)> = ds
         .iter()
-        .map(|d| (d.format.clone(), d.http_status, d.status.clone()))
+        .map(|d| (d.format, d.http_status, d.status))
         .collect();
+    use CardFormat::*;
     assert_eq!(
         summary,
         [
-            ("message_card".to_string(), 200, "firing".to_string()),
-            ("rejected".into(), 400, String::new()),
-            ("rejected".into(), 404, String::new()),
-            ("rejected".into(), 404, String::new()),
+            (MessageCard, 200, CardStatus::Firing),
+            (Rejected, 400, CardStatus::Unknown),
+            (Rejected, 404, CardStatus::Unknown),
+            (Rejected, 404, CardStatus::Unknown),
         ]
     );
     assert_eq!(ds[1].error.as_deref(), Some("Summary or Text is required."));

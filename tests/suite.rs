@@ -50,7 +50,21 @@ fn every_reference_drill_passes_through_the_cli() {
     assert_eq!(reports.len(), scenarios, "one report per scenario");
     for r in &reports {
         let name = r["scenario"].as_str().unwrap();
+        assert_eq!(r["verdict"], "passed", "{name}");
         assert!(r["error"].is_null(), "{name}: {}", r["error"]);
+        // Each load ran in this process, was warm before anything was
+        // judged, and held its rate.
+        let steps = r["steps"].as_array().unwrap();
+        if steps.iter().any(|s| s["kind"] == "load") {
+            assert!(
+                steps.iter().any(|s| s["kind"] == "warm"),
+                "{name}: no warm-up"
+            );
+        }
+        for l in r["loads"].as_array().unwrap() {
+            assert!(l["answered"].as_u64().unwrap() > 0, "{name}: {l}");
+            assert_eq!(l["dropped"], 0, "{name}: {l}");
+        }
         assert_eq!(r["unexpected_alerts"], serde_json::json!([]), "{name}");
         assert!(r["lower_bound"].as_f64().unwrap() > 0.0, "{name}");
         assert!(
@@ -97,6 +111,10 @@ fn every_reference_drill_passes_through_the_cli() {
         "a JUnit suite per drill"
     );
     assert!(stdout.contains("sum of lower bounds"), "{stdout}");
+    assert!(
+        stdout.contains("0 failed, 0 inconclusive, 0 flaky"),
+        "{stdout}"
+    );
     // What each Teams fault does to the card.
     says(
         &reports,

@@ -133,7 +133,8 @@ impl<'de> Deserialize<'de> for Rate {
     }
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+/// A rate such as `20/s`, `600/m` or `5` (per second), per second.
+pub fn parse_rate(s: &str) -> Result<f64, String> {
     let (num, per) = match s.split_once('/') {
         Some((n, u)) => (n.trim(), u.trim()),
         None => (s.trim(), "s"),

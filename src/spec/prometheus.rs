@@ -285,6 +285,20 @@ pub fn load_rule_file(source: Source, rel: PathBuf) -> Result<RuleFile, SpecErro
     Ok(RuleFile { rel, source, doc })
 }
 
+/// The jobs with a static target on `host` (a service of the stack).
+pub fn jobs_scraping(cfg: &PromConfig, host: &str) -> Vec<String> {
+    cfg.scrape_configs
+        .iter()
+        .filter(|s| {
+            s.static_configs
+                .iter()
+                .flat_map(|c| &c.targets)
+                .any(|t| t.rsplit_once(':').map_or(t.as_str(), |(h, _)| h) == host)
+        })
+        .map(|s| s.job_name.clone())
+        .collect()
+}
+
 /// `host:port` targets of a job's static configs.
 pub fn job_targets(cfg: &PromConfig, job: &str) -> Vec<String> {
     cfg.scrape_configs

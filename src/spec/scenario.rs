@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Requests at exact arrival times (an open model): `rate` per second, or
+/// a shape that starts at `rate` (ramp, steps, spike). Durations scale with
+/// the scenario's `time_scale`; rates do not (they are per real second).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadStep {
@@ -18,7 +21,74 @@ pub struct LoadStep {
     pub path: String,
     pub rate: Rate,
     /// Default: until the drill ends.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub duration: Option<Dur>,
+    /// From `rate` to `to`, linearly over `over`, then `to`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<Ramp>,
+    /// `rate`, then each step's rate from its `after` on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<RateStep>,
+    /// `rate`, with a burst of `rate` from `at` for `for`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spike: Option<Spike>,
+    /// Requests in flight at most (default: the peak rate × (the 60 s
+    /// timeout + 1 s), at least 16).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_flight: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ramp {
+    pub to: Rate,
+    pub over: Dur,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateStep {
+    pub rate: Rate,
+    pub after: Dur,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spike {
+    pub rate: Rate,
+    pub at: Dur,
+    #[serde(rename = "for")]
+    pub for_: Dur,
+}
+
+impl LoadStep {
+    /// The arrival-rate shape, its durations at `time_scale`.
+    pub fn shape(&self, time_scale: f64) -> crate::load::Shape {
+        use crate::load::Shape;
+        let d = |x: Dur| x.scaled(time_scale).0;
+        let base = self.rate.0;
+        if let Some(r) = &self.ramp {
+            Shape::Ramp {
+                from: base,
+                to: r.to.0,
+                over: d(r.over),
+            }
+        } else if !self.steps.is_empty() {
+            Shape::Steps {
+                base,
+                steps: self.steps.iter().map(|s| (s.rate.0, d(s.after))).collect(),
+            }
+        } else if let Some(s) = &self.spike {
+            Shape::Spike {
+                base,
+                peak: s.rate.0,
+                at: d(s.at),
+                for_: d(s.for_),
+            }
+        } else {
+            Shape::Constant { rate: base }
+        }
+    }
 }
 
 fn root() -> String {
@@ -439,10 +509,28 @@ impl Scenario {
             let at = format!("steps.{i}");
             match step {
                 Step::Load(l) => {
-                    if l.rate.0 < 1.0 {
+                    let shapes = usize::from(l.ramp.is_some())
+                        + usize::from(!l.steps.is_empty())
+                        + usize::from(l.spike.is_some());
+                    if shapes > 1 {
+                        errors.push(src.error(
+                            &format!("{at}.load"),
+                            "a load has one shape: `ramp`, `steps` or `spike`",
+                        ));
+                    }
+                    let max = crate::load::MAX_RATE;
+                    if let Some(r) = l.shape(1.0).rates().into_iter().find(|r| *r > max) {
                         errors.push(src.error(
                             &format!("{at}.load.rate"),
-                            "the load is throttled in whole requests per second: the least rate is 1/s",
+                            format!("{r}/s is above the engine's bound of {max}/s"),
+                        ));
+                    }
+                    if l.in_flight
+                        .is_some_and(|n| n == 0 || n > crate::load::MAX_IN_FLIGHT)
+                    {
+                        errors.push(src.error(
+                            &format!("{at}.load.in_flight"),
+                            format!("in_flight is between 1 and {}", crate::load::MAX_IN_FLIGHT),
                         ));
                     }
                     let at = format!("{at}.load.target");

@@ -210,6 +210,8 @@ fn plan(
                         "--storage.tsdb.path=/prometheus".into(),
                         format!("--web.listen-address={listen}"),
                         "--web.enable-lifecycle".into(),
+                        // A shared stack's reset deletes every sample (delete_series).
+                        "--web.enable-admin-api".into(),
                         format!(
                             "--rules.alert.resend-delay={}",
                             crate::spec::Dur(eff.resend_delay)
@@ -505,17 +507,7 @@ impl Running {
                 },
             );
             if !p.files.is_empty() {
-                docker
-                    .upload_to_container(
-                        &id,
-                        Some(UploadToContainerOptions {
-                            path: "/".to_string(),
-                            ..Default::default()
-                        }),
-                        tar_files(&p.files, p.owner)?.into(),
-                    )
-                    .await
-                    .with_context(|| format!("copying configuration into {name}"))?;
+                running.upload(&id, &p.files, p.owner).await?;
             }
             docker
                 .start_container(&id, None::<StartContainerOptions<String>>)
@@ -722,19 +714,34 @@ impl Running {
     }
 
     /// Puts a shared stack back to what a fresh one would be, between
-    /// drills: every container running and unpaused, and Prometheus,
-    /// Alertmanager, the fixtures and the Teams mock restarted. Prometheus and
-    /// Alertmanager start over on empty storage: no series, no rule state, no
-    /// aggregation group or notification log of the drill before (a group
-    /// that has flushed once sends its next alert at group_interval, not
-    /// group_wait). The fixtures start over from their profiles: no fault,
-    /// no burn, and no labelled series an earlier drill created. Then every
-    /// target is up again. Exporters and databases keep running. Returns how
-    /// long it took.
+    /// drills, without restarting Prometheus (a restart costs its 5 s
+    /// target-discovery delay and more):
+    ///
+    /// 1. every container running and unpaused;
+    /// 2. Prometheus reloads a configuration without rule files: no rule is
+    ///    evaluated or sent any more, and the rule state (pending, firing,
+    ///    resolved and still re-sent for 15 minutes) is dropped with the groups;
+    /// 3. Alertmanager restarts on tmpfs: no aggregation group,
+    ///    notification log or silence (a group that flushed once would send
+    ///    its next alert at group_interval, not group_wait); then the
+    ///    fixtures and the Teams mock start over in process (no fault, no
+    ///    series an earlier drill created, no recorded card, and nothing a
+    ///    request still in flight from before brings back);
+    /// 4. everything ready and every target up;
+    /// 5. once a scrape that began before the undo has ended, every sample
+    ///    so far is deleted (the TSDB admin API): queries see only the new drill;
+    /// 6. the rules come back, with fresh state.
+    ///
+    /// Exporters and databases keep running. Returns how long it took.
     pub async fn reset(&self, stack: &Stack, eff: &Effective) -> Result<Duration> {
         let started = Instant::now();
-        let live = || self.services.values().filter(|s| s.skipped.is_none());
-        for s in live() {
+        let live: Vec<&Service> = self
+            .services
+            .values()
+            .filter(|s| s.skipped.is_none())
+            .collect();
+        let mut back = Vec::new();
+        for s in &live {
             let state = self
                 .docker
                 .inspect_container(&s.container, None)
@@ -745,26 +752,110 @@ impl Running {
                 self.unpause(&s.name).await?;
             } else if state.running != Some(true) {
                 self.start(&s.name).await?;
+                back.push(*s);
             }
         }
-        let fresh = live().filter(|s| {
-            matches!(
-                s.kind,
-                Kind::Prometheus | Kind::Alertmanager | Kind::Fixture | Kind::TeamsMock
-            )
-        });
-        futures_util::future::try_join_all(fresh.map(|s| {
+        let prom = self.service(&stack.prometheus_service)?;
+        let client = crate::observe::Prometheus::new(prom.url());
+        self.wait_ready(&prom.name, prom.ready, Duration::from_secs(60))
+            .await?;
+        let (config_path, config) = eff
+            .prometheus_files
+            .first()
+            .ok_or_else(|| anyhow!("no rendered prometheus.yml"))?;
+        self.upload(
+            &prom.container,
+            &[(
+                config_path.clone(),
+                render::without_rules(config)?.into_bytes(),
+                0o644,
+            )],
+            0,
+        )
+        .await?;
+        client
+            .reload()
+            .await
+            .context("Prometheus, without its rules")?;
+        // Alertmanager before the mock: once it is restarted, nothing of the
+        // last drill can still be on its way to Teams.
+        let was_up = |s: &&&Service| !back.iter().any(|b| b.name == s.name);
+        let am: Vec<&&Service> = live
+            .iter()
+            .filter(|s| s.kind == Kind::Alertmanager)
+            .filter(was_up)
+            .collect();
+        futures_util::future::try_join_all(am.iter().map(|s| {
             self.docker
                 .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
         }))
         .await
-        .context("restarting Prometheus, Alertmanager, the fixtures and the Teams mock")?;
-        for s in live() {
+        .context("restarting Alertmanager")?;
+        for s in &am {
+            self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
+                .await?;
+        }
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let in_process = live
+            .iter()
+            .filter(|s| matches!(s.kind, Kind::Fixture | Kind::TeamsMock))
+            .filter(was_up);
+        futures_util::future::try_join_all(in_process.map(|s| {
+            let req = http.post(format!("{}/-/reset", s.url()));
+            async move {
+                req.send()
+                    .await
+                    .and_then(|r| r.error_for_status())
+                    .with_context(|| format!("resetting {}", s.name))
+            }
+        }))
+        .await?;
+        let undone = Instant::now();
+        for s in &back {
             self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
                 .await?;
         }
         self.wait_targets(stack, eff).await?;
+        // A scrape that began before the undo may still append what it saw.
+        let (_, timeout) = eff.prometheus.config.slowest_scrape();
+        tokio::time::sleep_until((undone + timeout).into()).await;
+        client
+            .delete_until(chrono::Utc::now())
+            .await
+            .context("clearing Prometheus' samples")?;
+        self.upload(
+            &prom.container,
+            &[(config_path.clone(), config.clone().into_bytes(), 0o644)],
+            0,
+        )
+        .await?;
+        client
+            .reload()
+            .await
+            .context("Prometheus, with its rules")?;
         Ok(started.elapsed())
+    }
+
+    /// Copies files into a container, owned by `owner`.
+    async fn upload(
+        &self,
+        container: &str,
+        files: &[(String, Vec<u8>, u32)],
+        owner: u32,
+    ) -> Result<()> {
+        self.docker
+            .upload_to_container(
+                container,
+                Some(UploadToContainerOptions {
+                    path: "/".to_string(),
+                    ..Default::default()
+                }),
+                tar_files(files, owner)?.into(),
+            )
+            .await
+            .with_context(|| format!("copying files into {container}"))
     }
 
     /// Removes every container and the network of this run.

@@ -150,6 +150,16 @@ fn scale_alertmanager_yml(text: &str, f: f64) -> Result<String> {
     Ok(serde_yaml_ng::to_string(&v)?)
 }
 
+/// A rendered prometheus.yml with no rule file: Prometheus loading it drops
+/// every rule group and its state (a shared stack's reset).
+pub fn without_rules(prometheus_yml: &str) -> Result<String> {
+    let mut v: Value = serde_yaml_ng::from_str(prometheus_yml)?;
+    if let Some(m) = v.as_mapping_mut() {
+        m.remove(key("rule_files"));
+    }
+    Ok(serde_yaml_ng::to_string(&v)?)
+}
+
 /// Renders the stack's configs at `time_scale` and parses them back.
 pub fn render(stack: &Stack, time_scale: f64) -> Result<Effective> {
     let f = time_scale;
@@ -205,6 +215,16 @@ mod tests {
         assert!(out.contains("scrape_timeout: 1s"), "{out}");
         assert!(out.contains("evaluation_interval: 6s"), "{out}");
         assert!(out.contains("scrape_interval: 500ms"), "{out}");
+    }
+
+    #[test]
+    fn a_config_without_rules_keeps_everything_else() {
+        let text = "global:\n  scrape_interval: 1s\nrule_files:\n- rules.yml\nscrape_configs:\n- job_name: a\n";
+        let out = without_rules(text).unwrap();
+        assert!(
+            !out.contains("rules.yml") && out.contains("job_name: a"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -1,0 +1,127 @@
+//! `firedrill load` as a user runs it, against a fixture served on this
+//! machine (no Docker): the JSON it writes has the figures it promises, and
+//! it refuses to send anywhere but this machine. How fast and how cheaply it
+//! holds a rate is measured by `bench/load.sh`, not asserted here.
+
+use serde_json::Value;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn firedrill() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_firedrill"))
+}
+
+/// A fixture on a free port of 127.0.0.1, killed when dropped.
+struct Served {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(profile: &str) -> Served {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = firedrill()
+        .args(["fixture", "serve", "--profile", profile, "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let served = Served {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the fixture did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    served
+}
+
+/// A plain HTTP/1.0 GET (the body, headers and all).
+fn get(url: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let addr = url.trim_start_matches("http://");
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn load_writes_the_figures_it_promises() {
+    let fx = serve("fixtures/backend.yaml");
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let out = firedrill()
+        .arg("load")
+        .arg(format!("{}/api/health", fx.url))
+        .args(["--rate", "200/s", "--duration", "2s", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("400 requests"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    // Every arrival of the schedule is sent and answered.
+    assert_eq!(v["requests"], 400, "{v:#}");
+    assert_eq!(v["answered"], 400, "{v:#}");
+    assert_eq!(v["dropped"], 0, "{v:#}");
+    assert_eq!(v["status_codes"]["200"], 400, "{v:#}");
+    assert_eq!(v["requested_rate"], 200.0, "{v:#}");
+    assert!(v["achieved_rate"].as_f64().unwrap() > 0.0, "{v:#}");
+    for view in ["corrected", "uncorrected"] {
+        for q in ["p50", "p90", "p99", "max"] {
+            let ms = v["latency_ms"][view][q].as_f64().unwrap();
+            assert!(ms > 0.0, "{view} {q}: {v:#}");
+        }
+    }
+    // The fixture counted them: the load reached the service for real.
+    let metrics = get(&fx.url, "/metrics");
+    assert!(
+        metrics.contains(
+            r#"http_requests_total{method="GET",route="/api/health",status_code="200"} 400"#
+        ),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn load_goes_to_this_machine_only_and_within_bounds() {
+    for (args, why) in [
+        (
+            vec!["http://10.1.2.3/", "--rate", "1", "--duration", "1s"],
+            "this machine only",
+        ),
+        (
+            vec!["http://127.0.0.1:9/", "--rate", "1e9", "--duration", "1s"],
+            "outside",
+        ),
+        (
+            vec!["http://127.0.0.1:9/", "--rate", "1", "--duration", "3h"],
+            "outside",
+        ),
+    ] {
+        let out = firedrill().arg("load").args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(why), "{args:?}: {stderr}");
+    }
+}
