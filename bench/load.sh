@@ -63,7 +63,7 @@ echo
 echo "## ceiling: ${conns} connections, ${secs}s, same route"
 printf '%-14s %14s %14s %8s\n' route firedrill_rps wrk_rps ratio
 for route in /-/ready /api/health; do
-  "$bin" load "$url$route" --rate 100000 --connections "$conns" --duration "${secs}s" --json "$out/max.json" >/dev/null
+  "$bin" load "$url$route" --rate 1000000 --connections "$conns" --duration "${secs}s" --json "$out/max.json" >/dev/null
   ours=$(field "$out/max.json" "['answered']")
   ours=$(python3 -c "print($ours/$secs)")
   theirs=$(wrk -t 2 -c "$conns" -d "${secs}s" "$url$route" | awk '/Requests\/sec/ {print $2}')

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// Upper bounds, whatever a scenario or the command line asks.
-pub const MAX_RATE: f64 = 100_000.0;
+pub const MAX_RATE: f64 = 1_000_000.0;
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 pub const MAX_IN_FLIGHT: usize = 4096;
 /// Longer than any latency a drill injects: a request given up on is never
