@@ -257,7 +257,7 @@ fn load_bounds_and_shapes_are_located() {
     .unwrap();
     Scenario::load(&f, None).expect("30/m is a rate the engine holds");
     let out = error_of_scenario(
-        "steps:\n  - load: {target: backend, path: /api/users, rate: 200000/s}\n",
+        "steps:\n  - load: {target: backend, path: /api/users, rate: 2000000/s}\n",
     );
     assert!(
         out.contains("s.yaml:4:") && out.contains("above the engine's bound"),
