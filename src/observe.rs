@@ -16,6 +16,18 @@ fn client() -> reqwest::Client {
         .expect("a reqwest client")
 }
 
+/// A component's own `/metrics` in the text format. An error status is an
+/// error, not a page to parse: read as metrics it would show no failures.
+async fn metrics_text(http: &reqwest::Client, base: &str) -> Result<String> {
+    Ok(http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?)
+}
+
 #[derive(Debug, Deserialize)]
 struct Envelope<T> {
     status: String,
@@ -184,14 +196,7 @@ impl Prometheus {
 
     /// Prometheus' own metrics in the text format.
     pub async fn self_metrics(&self) -> Result<String> {
-        Ok(self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?
-            .error_for_status()?
-            .text()
-            .await?)
+        metrics_text(&self.http, &self.base).await
     }
 
     /// Rule-group evaluations Prometheus skipped because the previous one
@@ -297,13 +302,7 @@ impl Alertmanager {
     }
     /// Alertmanager's own metrics in the text format (for notification failures).
     pub async fn metrics(&self) -> Result<String> {
-        Ok(self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await?
-            .text()
-            .await?)
+        metrics_text(&self.http, &self.base).await
     }
 
     /// `alertmanager_notifications_failed_total` (and the request counter)
