@@ -6,9 +6,9 @@
 //! one the stack waives (`coverage: {waive: [{alert, reason}]}`) because no
 //! CI machine can provoke it safely. Static: no container starts.
 
+use crate::error::Result;
 use crate::spec::scenario::{Scenario, Step};
 use crate::spec::stack::{Kind, Stack};
-use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,18 +16,25 @@ use std::path::{Path, PathBuf};
 /// An alert rule or a dashboard, and the scenarios that cover it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
+    /// The alert's name, or the dashboard's file name.
     pub name: String,
+    /// The scenarios that cover it, by name.
     pub scenarios: Vec<String>,
     /// Why no scenario can cover it here (an absent component, a waiver
     /// of the stack's), if so.
     pub needs: Option<String>,
 }
 
+/// What the scenarios of one stack cover.
 #[derive(Debug, Clone, Serialize)]
 pub struct StackCoverage {
+    /// The stack's name.
     pub stack: String,
+    /// The stack file's path.
     pub file: String,
+    /// Every alerting rule of the stack.
     pub alerts: Vec<Item>,
+    /// Every dashboard the stack provisions.
     pub dashboards: Vec<Item>,
 }
 
@@ -36,6 +43,7 @@ impl StackCoverage {
     pub fn alert_ratio(&self) -> (usize, usize) {
         ratio(&self.alerts)
     }
+    /// (covered, coverable) dashboards.
     pub fn dashboard_ratio(&self) -> (usize, usize) {
         ratio(&self.dashboards)
     }
@@ -70,82 +78,90 @@ pub fn coverage(scenarios: &[PathBuf], stacks: &[PathBuf]) -> Result<Vec<StackCo
     let key = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let mut by_stack: BTreeMap<PathBuf, (Stack, Vec<Scenario>)> = BTreeMap::new();
     for p in stacks {
-        let s = Stack::load(p).map_err(|e| anyhow!("{}", crate::report::render_spec_errors(&e)))?;
+        let s = Stack::load(p)?;
         by_stack.entry(key(p)).or_insert((s, vec![]));
     }
     for p in scenarios {
-        let sc = Scenario::load(p, None)
-            .map_err(|e| anyhow!("{}", crate::report::render_spec_errors(&e)))?;
+        let sc = Scenario::load(p, None)?;
         by_stack
             .entry(key(&sc.stack_path))
             .or_insert_with(|| (sc.stack.clone(), vec![]))
             .1
             .push(sc);
     }
-    let mut out = Vec::new();
-    for (stack, scs) in by_stack.values() {
-        let optional = optional_services(stack);
-        let mut alerts: Vec<Item> = Vec::new();
-        for rule in stack.prometheus.alert_rules() {
-            if alerts.iter().any(|a| a.name == rule.name) {
-                continue;
-            }
-            let provoked: Vec<String> = scs
-                .iter()
-                .filter(|sc| {
-                    sc.doc.steps.iter().any(|st| match st {
-                        Step::ExpectAlert(a) => a.name == rule.name,
-                        Step::ExpectTeams(t) => t.alert == rule.name,
-                        _ => false,
-                    })
-                })
-                .map(|sc| sc.doc.name.clone())
-                .collect();
-            let waived = stack
-                .doc
-                .coverage
-                .waive
-                .iter()
-                .find(|w| w.alert == rule.name)
-                .map(|w| format!("waived: {}", w.reason));
-            alerts.push(Item {
-                needs: waived.or_else(|| {
-                    crate::panels::needs_absent(stack, &optional, &rule.expr)
-                        .map(|n| format!("skipped: needs {n}"))
-                }),
-                name: rule.name,
-                scenarios: provoked,
-            });
+    Ok(by_stack
+        .values()
+        .map(|(stack, scs)| StackCoverage {
+            stack: stack.doc.name.clone(),
+            file: stack.source.path.display().to_string(),
+            alerts: alerts(stack, scs),
+            dashboards: dashboards(stack, scs),
+        })
+        .collect())
+}
+
+/// Each alerting rule of `stack`: the scenarios that provoke it, or why
+/// none needs to (waived, or it reads only services that cannot run here).
+fn alerts(stack: &Stack, scs: &[Scenario]) -> Vec<Item> {
+    let optional = optional_services(stack);
+    let mut alerts: Vec<Item> = Vec::new();
+    for rule in stack.prometheus.alert_rules() {
+        if alerts.iter().any(|a| a.name == rule.name) {
+            continue;
         }
-        let checking: Vec<String> = scs
+        let provoked: Vec<String> = scs
             .iter()
             .filter(|sc| {
-                sc.doc
-                    .steps
-                    .iter()
-                    .any(|st| matches!(st, Step::ExpectDashboards(_)))
+                sc.doc.steps.iter().any(|st| match st {
+                    Step::ExpectAlert(a) => a.name == rule.name,
+                    Step::ExpectTeams(t) => t.alert == rule.name,
+                    _ => false,
+                })
             })
             .map(|sc| sc.doc.name.clone())
             .collect();
-        let dashboards = crate::panels::dashboard_files(stack)
+        let waived = stack
+            .doc
+            .coverage
+            .waive
             .iter()
-            .map(|f| Item {
-                name: f
-                    .file_name()
-                    .map(|n| n.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-                scenarios: checking.clone(),
-                needs: None,
-            })
-            .collect();
-        out.push(StackCoverage {
-            stack: stack.doc.name.clone(),
-            file: stack.source.path.display().to_string(),
-            alerts,
-            dashboards,
+            .find(|w| w.alert == rule.name)
+            .map(|w| format!("waived: {}", w.reason));
+        alerts.push(Item {
+            needs: waived.or_else(|| {
+                crate::panels::needs_absent(stack, &optional, &rule.expr)
+                    .map(|n| format!("skipped: needs {n}"))
+            }),
+            name: rule.name,
+            scenarios: provoked,
         });
     }
-    Ok(out)
+    alerts
+}
+
+/// Each dashboard of `stack`, with the scenarios that check every panel.
+fn dashboards(stack: &Stack, scs: &[Scenario]) -> Vec<Item> {
+    let checking: Vec<String> = scs
+        .iter()
+        .filter(|sc| {
+            sc.doc
+                .steps
+                .iter()
+                .any(|st| matches!(st, Step::ExpectDashboards(_)))
+        })
+        .map(|sc| sc.doc.name.clone())
+        .collect();
+    crate::spec::dashboards::dashboard_files(stack)
+        .iter()
+        .map(|f| Item {
+            name: f
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default(),
+            scenarios: checking.clone(),
+            needs: None,
+        })
+        .collect()
 }
 
 /// The coverage table for people.

@@ -10,13 +10,19 @@ use std::time::Duration;
 /// A dashboard template variable, with the values it currently stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variable {
+    /// The variable's name, as queries write it (`$job`).
     pub name: String,
+    /// Its type (`query`, `custom`, `constant`, `interval`, …), default `query`.
     pub kind: String,
+    /// Whether several values can be selected at once.
     pub multi: bool,
+    /// Whether it offers an All option.
     pub include_all: bool,
+    /// What All stands for (`allValue`), when set.
     pub all_value: Option<String>,
     /// Selected values (`$__all` when All is selected).
     pub current: Vec<String>,
+    /// The selected values as shown (their text).
     pub current_text: Vec<String>,
     /// Every option value, All excluded.
     pub options: Vec<String>,
@@ -27,20 +33,28 @@ pub struct Variable {
 pub struct Target {
     /// Dotted path of the `expr` in the dashboard JSON (`panels.2.targets.0.expr`).
     pub path: String,
+    /// The panel's title.
     pub panel_title: String,
+    /// The panel's id.
     pub panel_id: Option<i64>,
+    /// The target's `refId`, default `A`.
     pub ref_id: String,
+    /// The query as written, before interpolation.
     pub expr: String,
     /// The datasource reference as written (target's, else panel's).
     pub datasource: Option<Value>,
+    /// The target's min interval (`interval`), if set.
     pub interval: Option<String>,
+    /// Whether the target is hidden (not run).
     pub hide: bool,
 }
 
 /// Time context of a query: what `$__interval`, `$__range`… stand for.
 #[derive(Debug, Clone, Copy)]
 pub struct TimeContext {
+    /// The dashboard's time range (`$__range`), default 1h.
     pub range: Duration,
+    /// The most data points per series, default 1100.
     pub max_data_points: u64,
     /// The data source's scrape interval (Grafana's default 15s).
     pub scrape: Duration,
@@ -66,6 +80,7 @@ fn strings(v: &Value) -> Vec<String> {
 }
 
 impl Variable {
+    /// A variable from its JSON in `templating.list`, or None without a name.
     pub fn from_json(v: &Value) -> Option<Variable> {
         let name = v.get("name")?.as_str()?.to_string();
         let kind = v
@@ -289,56 +304,15 @@ pub fn format_value(var: &Variable, format: Option<&str>) -> String {
                 serde_json::to_string(&values).unwrap_or_default()
             }
         }
-        Some("doublequote") => values
-            .iter()
-            .map(|v| format!("\"{}\"", v.replace('"', "\\\"")))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some("singlequote") => values
-            .iter()
-            .map(|v| format!("'{}'", v.replace('\'', "\\'")))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some("sqlstring") => values
-            .iter()
-            .map(|v| format!("'{}'", v.replace('\'', "''")))
-            .collect::<Vec<_>>()
-            .join(","),
-        Some("lucene") => {
-            let esc = |v: &String| {
-                let mut o = String::new();
-                for c in v.chars() {
-                    if "+-=&|><!(){}[]^\"~*?:\\/ ".contains(c) {
-                        o.push('\\');
-                    }
-                    o.push(c);
-                }
-                o
-            };
-            if values.len() == 1 {
-                esc(&values[0])
-            } else {
-                format!(
-                    "({})",
-                    values
-                        .iter()
-                        .map(|v| format!("\"{}\"", esc(v)))
-                        .collect::<Vec<_>>()
-                        .join(" OR ")
-                )
-            }
-        }
-        Some("percentencode") => values
-            .iter()
-            .map(|v| percent_encode(v))
-            .collect::<Vec<_>>()
-            .join(","),
+        Some("doublequote") => each(&values, ",", |v| format!("\"{}\"", v.replace('"', "\\\""))),
+        Some("singlequote") => each(&values, ",", |v| format!("'{}'", v.replace('\'', "\\'"))),
+        Some("sqlstring") => each(&values, ",", |v| format!("'{}'", v.replace('\'', "''"))),
+        Some("lucene") => lucene(&values),
+        Some("percentencode") => each(&values, ",", percent_encode),
         Some("text") => var.current_text.join(" + "),
-        Some("queryparam") => values
-            .iter()
-            .map(|v| format!("var-{}={}", var.name, percent_encode(v)))
-            .collect::<Vec<_>>()
-            .join("&"),
+        Some("queryparam") => each(&values, "&", |v| {
+            format!("var-{}={}", var.name, percent_encode(v))
+        }),
         // `glob`, and Grafana's fallback for an unknown format.
         Some(_) => {
             if values.len() == 1 {
@@ -347,6 +321,30 @@ pub fn format_value(var: &Variable, format: Option<&str>) -> String {
                 format!("{{{}}}", values.join(","))
             }
         }
+    }
+}
+
+/// Each value formatted, joined with `sep`.
+fn each(values: &[String], sep: &str, f: impl Fn(&str) -> String) -> String {
+    values.iter().map(|v| f(v)).collect::<Vec<_>>().join(sep)
+}
+
+/// Grafana's `lucene` format: escaped, several as `("a" OR "b")`.
+fn lucene(values: &[String]) -> String {
+    let esc = |v: &str| {
+        let mut o = String::new();
+        for c in v.chars() {
+            if "+-=&|><!(){}[]^\"~*?:\\/ ".contains(c) {
+                o.push('\\');
+            }
+            o.push(c);
+        }
+        o
+    };
+    if values.len() == 1 {
+        esc(&values[0])
+    } else {
+        format!("({})", each(values, " OR ", |v| format!("\"{}\"", esc(v))))
     }
 }
 
@@ -403,8 +401,7 @@ fn dur(d: Duration) -> String {
 pub fn interval(t: &TimeContext, min_interval: Option<&str>) -> Duration {
     let raw = (t.range.as_millis() as u64) / t.max_data_points.max(1);
     let min = min_interval
-        .and_then(|s| crate::spec::Dur::parse(s.trim_start_matches('>')).ok())
-        .map(|d| d.0)
+        .and_then(|s| promql_parser::util::parse_duration(s.trim_start_matches('>').trim()).ok())
         .unwrap_or(t.scrape);
     round_interval(raw).max(min)
 }

@@ -1,8 +1,10 @@
 //! The firedrill command: parse the command line, hand over to the library.
 
+mod cli;
+
 use clap::Parser;
 
 fn main() {
-    let cli = firedrill::dispatch::Cli::parse();
-    std::process::exit(firedrill::dispatch::main(cli));
+    let cli = cli::Cli::parse();
+    std::process::exit(cli::main(cli));
 }

@@ -4,40 +4,60 @@
 //! sample in the window; one that reads only metrics of a skipped service
 //! (cAdvisor, with no image here) is reported skipped, with the reason.
 
+use crate::error::{Error, Result};
 use crate::grafana::{self, TimeContext};
 use crate::lint::metrics::{selectors, Catalog};
 use crate::observe::Prometheus;
-use crate::spec::stack::{Kind, Stack};
-use anyhow::Result;
+use crate::spec::dashboards::dashboard_files;
+use crate::spec::stack::Stack;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
+/// What running a panel target found.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 #[serde(tag = "verdict", rename_all = "snake_case")]
 pub enum Verdict {
-    Data { series: usize },
+    /// Some series had a finite sample in the window.
+    Data {
+        /// How many series did.
+        series: usize,
+    },
+    /// No series had a finite sample in the window.
     NoData,
-    Skipped { reason: String },
-    Error { message: String },
+    /// Not run: it reads only metrics of services absent here.
+    Skipped {
+        /// Why.
+        reason: String,
+    },
+    /// The query does not parse, or Prometheus answered an error.
+    Error {
+        /// The error.
+        message: String,
+    },
 }
 
 /// One panel target, as run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PanelCheck {
+    /// The dashboard's file name.
     pub dashboard: String,
+    /// The panel's title.
     pub panel: String,
+    /// The target's `refId`.
     pub ref_id: String,
     /// Variable values this run used (`job=mcp-external`), if any.
     pub variables: String,
+    /// The query as run: interpolated and time-scaled.
     pub query: String,
+    /// What it found.
     #[serde(flatten)]
     pub verdict: Verdict,
 }
 
 impl PanelCheck {
+    /// One line for the terminal: dashboard, panel, target, variables and verdict.
     pub fn line(&self) -> String {
         let what = match &self.verdict {
             Verdict::Data { series } => format!("data ({series} series)"),
@@ -55,56 +75,6 @@ impl PanelCheck {
             self.dashboard, self.panel, self.ref_id
         )
     }
-}
-
-/// The dashboard files of every Grafana service of the stack.
-pub fn dashboard_files(stack: &Stack) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for svc in stack
-        .doc
-        .services
-        .values()
-        .filter(|s| s.kind == Kind::Grafana)
-    {
-        let Some(dir) = svc.dashboards.as_ref().map(|d| stack.source.relative(d)) else {
-            continue;
-        };
-        let mut stack_dirs = vec![dir];
-        while let Some(d) = stack_dirs.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    stack_dirs.push(p);
-                } else if p.extension().is_some_and(|x| x == "json") {
-                    out.push(p);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
-/// (dashboard file name, panel title) of every panel target of the stack.
-pub fn panel_titles(stack: &Stack) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for file in dashboard_files(stack) {
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        let Ok(dashboard) = serde_json::from_str::<serde_json::Value>(&text) else {
-            continue;
-        };
-        let name = file
-            .file_name()
-            .map(|n| n.to_string_lossy().to_string())
-            .unwrap_or_default();
-        for t in grafana::targets(&dashboard) {
-            out.push((name.clone(), t.panel_title));
-        }
-    }
-    out.dedup();
-    out
 }
 
 /// Every value combination worth running: the current values, then each
@@ -181,7 +151,8 @@ fn queries(
     };
     let mut out = Vec::new();
     for file in dashboard_files(stack) {
-        let dashboard: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file)?)?;
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).map_err(Error::io(&file))?)?;
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().to_string())

@@ -44,8 +44,8 @@ pub fn walk(e: &mut Expr, visit: &mut dyn FnMut(&mut Expr)) {
 }
 
 /// Multiplies every duration inside `expr` by `factor` and prints it back.
-pub fn scale_expr(expr: &str, factor: f64) -> Result<String, String> {
-    let mut ast = parser::parse(expr)?;
+pub fn scale_expr(expr: &str, factor: f64) -> crate::error::Result<String> {
+    let mut ast = parser::parse(expr).map_err(crate::error::Error::Invalid)?;
     if (factor - 1.0).abs() < f64::EPSILON {
         return Ok(expr.to_string());
     }
@@ -69,8 +69,8 @@ pub fn scale_expr(expr: &str, factor: f64) -> Result<String, String> {
 
 /// The widest range window (range selector, subquery range) in `expr`, plus
 /// offsets: how far back a change can take to show in the result.
-pub fn max_lookback(expr: &str) -> Result<Duration, String> {
-    let mut ast = parser::parse(expr)?;
+pub fn max_lookback(expr: &str) -> crate::error::Result<Duration> {
+    let mut ast = parser::parse(expr).map_err(crate::error::Error::Invalid)?;
     let mut max = Duration::ZERO;
     walk(&mut ast, &mut |e| {
         let (range, off) = match e {

@@ -38,7 +38,7 @@ fn unknown_route_of_the_fixture() {
 
 #[test]
 fn every_reference_scenario_is_valid() {
-    for f in firedrill::dispatch::scenario_files(&["scenarios".into()]).unwrap() {
+    for f in firedrill::suite::scenario_files(&["scenarios".into()]).unwrap() {
         firedrill::drill::check(&f, None).unwrap_or_else(|e| panic!("{}: {e:#}", f.display()));
     }
 }

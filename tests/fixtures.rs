@@ -14,9 +14,10 @@ use chrono::Utc;
 use firedrill::images::{self, ImageSource};
 use firedrill::observe::{Prometheus, Series};
 use firedrill::panels::{self, Verdict};
+use firedrill::render;
 use firedrill::spec::fixture::{MetricType, Profile};
 use firedrill::spec::stack::Stack;
-use firedrill::stack::{render, Running};
+use firedrill::stack::Running;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,11 +40,8 @@ struct Up {
 async fn up(stack_file: &str) -> Up {
     let stack = Stack::load(Path::new(stack_file)).unwrap_or_else(|e| panic!("{e}"));
     let eff = render::render(&stack, SCALE).unwrap();
-    let docker = firedrill::docker::connect().await.unwrap();
-    let bin = images::firedrill_binary().unwrap();
-    let imgs = images::ensure(&docker, ImageSource::Offline, &bin)
-        .await
-        .unwrap();
+    let docker = firedrill::stack::connect().await.unwrap();
+    let imgs = images::ensure(&docker, ImageSource::Offline).await.unwrap();
     let run_id = firedrill::stack::new_run_id();
     let running = Running::up(&docker, &stack, &eff, &imgs, &run_id)
         .await
@@ -98,7 +96,7 @@ impl Up {
     async fn down(self) {
         let run_id = self.running.run_id.clone();
         self.running.down().await.unwrap();
-        let docker = firedrill::docker::connect().await.unwrap();
+        let docker = firedrill::stack::connect().await.unwrap();
         let left = firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
             .unwrap();

@@ -226,7 +226,7 @@ fn secrets_in_clear_text() {
     let r = ws.lint();
     let (check, sev, _, line, msg) = only(&r);
     assert_eq!((check, sev, line), ("secret", Severity::Error, 18));
-    let shown = output::human(&r, false) + &output::json(&r) + &output::junit(&r);
+    let shown = output::human(&r, false) + &output::json(&r) + &firedrill::report::lint_junit(&r);
     assert!(
         !shown.contains("IncomingWebhook") && !msg.contains("office.com"),
         "a secret leaked:\n{shown}"
@@ -296,7 +296,7 @@ fn outputs() {
     let json: serde_json::Value = serde_json::from_str(&output::json(&r)).unwrap();
     assert_eq!(json["findings"][0]["check"], "unknown-job");
     assert_eq!(json["findings"][0]["line"], 19);
-    let junit = output::junit(&r);
+    let junit = firedrill::report::lint_junit(&r);
     assert!(
         junit.contains("<failure") && junit.contains("[unknown-job]"),
         "{junit}"

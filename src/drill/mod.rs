@@ -1,60 +1,65 @@
 //! Running one scenario on a stack that is up: the step loop. Before a step
 //! judges anything, the drill establishes what the judgement needs
-//! ([`ready`]: the loads answer and Prometheus holds their series, the
+//! (`ready`: the loads answer and Prometheus holds their series, the
 //! alerts about to be provoked are calm, every panel's window is covered);
 //! when it cannot, the drill ends INCONCLUSIVE with the evidence instead of
-//! blaming the stack. The expectations themselves are in [`expect`]. Loads
+//! blaming the stack. The expectations themselves are in `expect` (and `teams`). Loads
 //! run on the suite's in-process engine and stop with the drill, on every
 //! exit path.
 
 mod expect;
 mod ready;
+mod teams;
 
 pub use crate::report::Event;
 
+use crate::error::{err, Result};
 use crate::images::{self, ImageSource};
 use crate::load;
 use crate::observe;
 use crate::panels::PanelCheck;
+use crate::render::{self, Effective};
 use crate::report::{DrillReport, LoadReport, Outcome, Status, StepKind, StepResult};
 use crate::spec::fixture::RouteSpec;
-use crate::spec::scenario::{Chaos, ContainerAction, Scenario, Step};
+use crate::spec::scenario::{Chaos, Scenario, Step};
 use crate::spec::Dur;
-use crate::stack::render::{self, Effective};
 use crate::stack::Running;
 use crate::verify::{label_subset, Breakdown, Timing};
-use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How to run drills.
+/// Draws the drill's long waits (the CLI: progress bars on a terminal).
+pub trait Progress: Send + Sync {
+    /// A wait of up to `bound` began; it is over when the returned guard is
+    /// dropped.
+    fn wait(&self, what: String, bound: Duration) -> Box<dyn Send>;
+}
+
+/// What is told of each wave, step and drill as it happens.
+pub type OnEvent = Box<dyn Fn(Event<'_>) + Send + Sync>;
+
+/// How to run drills; build it from [`Options::default`] with its setters:
+///
+/// ```
+/// use firedrill::{ImageSource, Options};
+/// let opts = Options::default().images(ImageSource::Offline).retries(1).fail_fast(true);
+/// # let _ = opts;
+/// ```
 pub struct Options {
-    pub images: ImageSource,
-    /// Run the scenarios against this stack file instead of their own.
-    pub stack: Option<PathBuf>,
-    /// Stop a drill at its first failed step (the rest are not run).
-    pub fail_fast: bool,
-    /// Drill the scenarios whose stacks render alike on one stack, brought
-    /// up once and reset between waves (`false`: a stack per drill).
-    pub share: bool,
-    /// At most this many drills at once on a shared stack; only drills
-    /// that cannot disturb each other run together (see [`crate::suite`]).
-    pub jobs: usize,
-    /// At most this many stacks up at once, each running its own drills; a
-    /// drill with a fault the whole machine feels (a CPU or memory burn)
-    /// runs with no other drill on the machine.
-    pub stacks: usize,
-    /// Run a failed or inconclusive drill again, up to this many times, on
-    /// a reset stack; one that then passes is FLAKY.
-    pub retries: u32,
+    pub(crate) images: ImageSource,
+    pub(crate) stack: Option<PathBuf>,
+    pub(crate) fail_fast: bool,
+    pub(crate) share: bool,
+    pub(crate) jobs: usize,
+    pub(crate) stacks: usize,
+    pub(crate) retries: u32,
     /// The images, made present by the first drill and reused by the next.
-    pub prepared: tokio::sync::OnceCell<images::Images>,
-    /// Told of each wave, step and drill as it happens (the CLI prints them).
-    pub on_event: Box<dyn Fn(Event<'_>) + Send + Sync>,
-    /// Where long waits draw their progress bars (none: no bars).
-    pub progress: Option<indicatif::MultiProgress>,
+    pub(crate) prepared: tokio::sync::OnceCell<images::Images>,
+    pub(crate) on_event: OnEvent,
+    pub(crate) progress: Option<Arc<dyn Progress>>,
 }
 
 impl Default for Options {
@@ -74,33 +79,107 @@ impl Default for Options {
     }
 }
 
+impl Options {
+    /// Where the component images come from (default: pulled, else built
+    /// offline from Debian packages).
+    pub fn images(mut self, source: ImageSource) -> Self {
+        self.images = source;
+        self
+    }
+    /// Run the scenarios against this stack file instead of their own.
+    pub fn stack(mut self, stack: Option<PathBuf>) -> Self {
+        self.stack = stack;
+        self
+    }
+    /// Stop a drill at its first failed step (the rest are not run).
+    pub fn fail_fast(mut self, yes: bool) -> Self {
+        self.fail_fast = yes;
+        self
+    }
+    /// Drill the scenarios whose stacks render alike on one stack, brought
+    /// up once and reset between waves (default; `false`: a stack per drill).
+    pub fn share(mut self, yes: bool) -> Self {
+        self.share = yes;
+        self
+    }
+    /// At most this many drills at once on a shared stack; only drills
+    /// that cannot disturb each other run together (see [`crate::suite`]).
+    pub fn jobs(mut self, n: usize) -> Self {
+        self.jobs = n;
+        self
+    }
+    /// At most this many stacks up at once, each running its own drills; a
+    /// drill with a fault the whole machine feels (a CPU or memory burn)
+    /// runs with no other drill on the machine.
+    pub fn stacks(mut self, n: usize) -> Self {
+        self.stacks = n;
+        self
+    }
+    /// Run a failed or inconclusive drill again, up to this many times, on
+    /// a reset stack; one that then passes is FLAKY.
+    pub fn retries(mut self, n: u32) -> Self {
+        self.retries = n;
+        self
+    }
+    /// Told of each wave, step and drill as it happens (the CLI prints them).
+    pub fn on_event(mut self, f: impl Fn(Event<'_>) + Send + Sync + 'static) -> Self {
+        self.on_event = Box::new(f);
+        self
+    }
+    /// Where long waits are drawn (default: nowhere).
+    pub fn progress(mut self, p: Arc<dyn Progress>) -> Self {
+        self.progress = Some(p);
+        self
+    }
+}
+
 /// Loads and validates a scenario: no container is started.
 pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)> {
-    let scenario =
-        Scenario::load(path, stack).map_err(|e| anyhow!(crate::report::render_spec_errors(&e)))?;
+    let scenario = Scenario::load(path, stack)?;
     // Files the drill does not read itself (dashboards, provisioning) must parse too.
     let mut lint = crate::lint::lint_path(&scenario.stack_path, &crate::lint::Options::default());
     lint.findings
         .retain(|f| matches!(f.check, "config" | "promql" | "datasource"));
     if !lint.findings.is_empty() {
         lint.routes.clear();
-        return Err(anyhow!(
-            "{}",
-            crate::lint::output::human(&lint, false).trim_end()
-        ));
+        let text = crate::lint::output::human(&lint, false);
+        return Err(crate::error::Error::Invalid(text.trim_end().to_string()));
     }
     let eff = render::render(&scenario.stack, scenario.doc.time_scale)?;
     Ok((scenario, eff))
 }
 
-/// Runs one scenario end to end, on a stack of its own (`share`, `jobs`
-/// and `stacks` do not apply; the callbacks, retries and prepared images of
-/// `opts` do).
-pub async fn run(path: &Path, opts: &Options) -> Result<DrillReport> {
-    let mut reports = crate::suite::run_on(&[path.to_path_buf()], opts, false, 1).await?;
-    reports
-        .pop()
-        .ok_or_else(|| anyhow!("{}: no report", path.display()))
+/// The last state a poll saw, and whether it was the one waited for.
+pub(super) struct Polled<S> {
+    state: S,
+    done: bool,
+}
+
+/// The drill's polling loop for a wait with a deadline: `look` every
+/// `every` until it says done or `deadline` passes; the last state either
+/// way. The waits for an alert firing or resolving, a card, the loads'
+/// answers and their series go through it (`expect_quiet` and `calm` run
+/// loops of their own: one must last its whole window, the other judges
+/// stall evidence each turn). The deadline is on the monotonic clock: a
+/// step of the wall clock neither cuts a wait short nor stretches it.
+pub(super) async fn poll_until<S>(
+    deadline: Instant,
+    every: Duration,
+    mut look: impl AsyncFnMut() -> Result<(S, bool)>,
+) -> Result<Polled<S>> {
+    loop {
+        let (state, done) = look().await?;
+        if done || Instant::now() > deadline {
+            return Ok(Polled { state, done });
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// A deadline given in wall-clock time (a fault's time plus a window), on
+/// the monotonic clock.
+pub(super) fn by(deadline: DateTime<Utc>) -> Instant {
+    Instant::now() + (deadline - Utc::now()).to_std().unwrap_or_default()
 }
 
 /// Alerts another drill of the same wave expects: this one ignores them.
@@ -175,7 +254,7 @@ struct Drill<'a> {
     missed: Vec<(DateTime<Utc>, f64)>,
     /// Alerts the drills beside this one expect (not false alerts here).
     foreign: &'a Foreign,
-    progress: Option<indicatif::MultiProgress>,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 static NO_FOREIGN: Foreign = Vec::new();
@@ -225,13 +304,9 @@ impl<'a> Drill<'a> {
     }
 
     /// A progress bar for a wait of up to `bound` (none without a terminal).
-    fn bar(&self, what: String, bound: Duration) -> Option<crate::report::WaitBar> {
-        let mp = self.progress.as_ref()?;
-        Some(crate::report::WaitBar::start(
-            mp,
-            format!("{}: {what}", self.scenario.doc.name),
-            bound,
-        ))
+    fn bar(&self, what: String, bound: Duration) -> Option<Box<dyn Send>> {
+        let p = self.progress.as_ref()?;
+        Some(p.wait(format!("{}: {what}", self.scenario.doc.name), bound))
     }
 
     fn scaled(&self, d: Dur) -> Duration {
@@ -310,7 +385,7 @@ impl<'a> Drill<'a> {
             Step::Load(l) => {
                 let route = self.scenario.stack.fixtures[&l.target]
                     .route(&l.path)
-                    .ok_or_else(|| anyhow!("no route {}", l.path))?
+                    .ok_or_else(|| err!(Component, "no route {}", l.path))?
                     .clone();
                 let plan = load::Plan {
                     url: self.running.url(&l.target)?,
@@ -341,11 +416,12 @@ impl<'a> Drill<'a> {
                 Ok(Outcome::pass(format!("{what}, in the background")))
             }
             Step::Chaos(c) => {
-                let action = c.action().map_err(|e| anyhow!(e))?;
+                let action = c.action().map_err(|e| err!(Component, e))?;
                 // The fault starts when the action does: a container that
                 // stops gracefully is already refusing scrapes while it does.
                 let at = Utc::now();
-                let msg = self.chaos(&action).await?;
+                let msg = crate::chaos::apply(self.running, self.scenario.doc.time_scale, &action)
+                    .await?;
                 self.tail = match &action {
                     Chaos::FixtureSet(f, set) => {
                         let now = set.latency.map(|d| d.0).unwrap_or_default();
@@ -376,45 +452,6 @@ impl<'a> Drill<'a> {
             Step::ExpectTeams(t) => self.expect_teams(t).await,
             Step::ExpectDashboards(d) => self.expect_dashboards(d).await,
         }
-    }
-
-    async fn chaos(&self, action: &Chaos) -> Result<String> {
-        let r = self.running;
-        Ok(match action {
-            Chaos::Container(a, s) => {
-                match a {
-                    ContainerAction::Stop => r.stop(s).await?,
-                    ContainerAction::Start => r.start(s).await?,
-                    ContainerAction::Kill => r.kill(s).await?,
-                    ContainerAction::Pause => r.pause(s).await?,
-                    ContainerAction::Unpause => r.unpause(s).await?,
-                }
-                format!("{a:?} {s}").to_lowercase()
-            }
-            Chaos::FixtureSet(s, set) => {
-                crate::fixture::control(&format!("{}/-/control", r.url(s)?), Some(set), s).await?;
-                format!("{s}: {}", serde_json::to_string(set)?)
-            }
-            Chaos::FixtureReset(s) => {
-                crate::fixture::control::<()>(&format!("{}/-/control", r.url(s)?), None, s).await?;
-                format!("{s}: back to its profile")
-            }
-            Chaos::TeamsFault(t, f) => {
-                let ms = |d: Option<Dur>| d.map(|d| self.scaled(d).as_millis() as u64);
-                let fault = crate::fixture::teams::Fault {
-                    status: f.status,
-                    delay_ms: ms(f.delay),
-                    error_text: f.error_text.clone(),
-                    for_ms: ms(f.for_),
-                };
-                crate::fixture::control(&format!("{}/-/fault", r.url(t)?), Some(&fault), t).await?;
-                format!("{t}: {}", serde_json::to_string(&fault)?)
-            }
-            Chaos::TeamsReset(t) => {
-                crate::fixture::control::<()>(&format!("{}/-/fault", r.url(t)?), None, t).await?;
-                format!("{t}: answers normally again")
-            }
-        })
     }
 
     /// The false-alert guard: every alert that fired during the drill and
@@ -473,7 +510,7 @@ impl<'a> Drill<'a> {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<(crate::spec::prometheus::AlertRule, Timing)> {
-        Timing::of(self.eff, name, labels).ok_or_else(|| anyhow!("no alerting rule {name}"))
+        Timing::of(self.eff, name, labels).ok_or_else(|| err!(Component, "no alerting rule {name}"))
     }
 
     fn fault_time(&self) -> DateTime<Utc> {

@@ -13,7 +13,7 @@
 //! evaluations Prometheus skipped, scrapes that came late, loads that could
 //! not hold their rate.
 
-use super::Drill;
+use super::{poll_until, Drill};
 use crate::observe::AlertState;
 use crate::report::Outcome;
 use crate::spec::fixture::{MetricType, On};
@@ -23,6 +23,10 @@ use crate::verify::{fmt_labels, label_subset, Timing, BASE_SLACK};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// How often the loads are asked whether they were answered: a question
+/// to this process, cheap, so "answering after" is precise.
+const ANSWER_POLL: Duration = Duration::from_millis(20);
 
 /// The alerts the chaos step `i` is meant to provoke: those expected to
 /// fire (or to send a card) after it, until the next change of the stack.
@@ -134,95 +138,14 @@ impl Drill<'_> {
         let fresh: Vec<usize> = (0..self.loads.len())
             .filter(|&i| !self.loads[i].warm)
             .collect();
-        let cfg = &self.eff.prometheus.config;
-        let (scrape, timeout) = cfg.slowest_scrape();
-        let eval = cfg.evaluation_interval();
-        // A request takes at most its route's slowest latency; then the
-        // answer must be scraped twice.
-        let slowest = fresh
-            .iter()
-            .map(|&i| self.loads[i].route.latency.p99.0)
-            .max()
-            .unwrap_or_default();
-        let answer_bound = 2 * slowest + 2 * BASE_SLACK + eval;
-        let _bar = self.bar("waiting for the loads to answer".into(), answer_bound);
-        let deadline = Instant::now() + answer_bound;
-        loop {
-            let silent: Vec<usize> = fresh
-                .iter()
-                .copied()
-                .filter(|&i| self.loads[i].load.first_answer().is_none())
-                .collect();
-            if silent.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let what: Vec<String> = silent
-                    .iter()
-                    .map(|&i| {
-                        let a = &self.loads[i];
-                        let s = a.load.snapshot();
-                        format!(
-                            "{}{} ({} sent, failures {:?})",
-                            a.target, a.route.path, s.requests, s.failures
-                        )
-                    })
-                    .collect();
-                return Outcome::inconclusive(format!(
-                    "no answer within {} from: {}",
-                    secs(answer_bound),
-                    what.join("; ")
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if let Err(o) = self.wait_answers(&fresh).await {
+            return o;
         }
         let answered = started.elapsed();
-        let mut pending: Vec<Driven> = fresh.iter().flat_map(|&i| self.driven(i)).collect();
-        let families = pending.len();
-        let ingest_bound = 2 * scrape + timeout + eval + BASE_SLACK;
-        let deadline = Instant::now() + ingest_bound;
-        let since = fresh
-            .iter()
-            .map(|&i| self.loads[i].load.started())
-            .min()
-            .unwrap_or_else(Instant::now);
-        while !pending.is_empty() {
-            let window = since.elapsed() + scrape;
-            let mut still = Vec::new();
-            for d in pending {
-                let q = format!(
-                    "max(count_over_time({}[{}ms]))",
-                    d.selector,
-                    window.as_millis()
-                );
-                let samples = self
-                    .prom
-                    .query(&q, Utc::now())
-                    .await
-                    .ok()
-                    .and_then(|s| s.first().and_then(|s| s.value.clone()))
-                    .and_then(|(_, v)| v.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                if samples < 2.0 {
-                    still.push(d);
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() > deadline {
-                let names: Vec<&str> = pending.iter().map(|d| d.family.as_str()).collect();
-                return Outcome::inconclusive(format!(
-                    "the loads answer, but after {} Prometheus holds fewer than two samples of: {} (scrape {}, timeout {})",
-                    secs(ingest_bound),
-                    names.join(", "),
-                    secs(scrape),
-                    secs(timeout)
-                ));
-            }
-            tokio::time::sleep(self.poll).await;
-        }
+        let families = match self.wait_ingested(&fresh).await {
+            Ok(n) => n,
+            Err(o) => return o,
+        };
         for &i in &fresh {
             self.loads[i].warm = true;
         }
@@ -241,6 +164,102 @@ impl Drill<'_> {
             if families == 1 { "y" } else { "ies" },
             secs(started.elapsed())
         ))
+    }
+
+    /// Waits until each of the `fresh` loads has had an answer; a request
+    /// takes at most its route's slowest latency.
+    async fn wait_answers(&self, fresh: &[usize]) -> Result<(), Outcome> {
+        let eval = self.eff.prometheus.config.evaluation_interval();
+        let slowest = fresh
+            .iter()
+            .map(|&i| self.loads[i].route.latency.p99.0)
+            .max()
+            .unwrap_or_default();
+        let bound = 2 * slowest + 2 * BASE_SLACK + eval;
+        let _bar = self.bar("waiting for the loads to answer".into(), bound);
+        let silent = poll_until(Instant::now() + bound, ANSWER_POLL, async || {
+            let silent: Vec<usize> = fresh
+                .iter()
+                .copied()
+                .filter(|&i| self.loads[i].load.first_answer().is_none())
+                .collect();
+            let done = silent.is_empty();
+            Ok((silent, done))
+        })
+        .await
+        .map_err(|e| Outcome::inconclusive(format!("{e}")))?;
+        if silent.done {
+            return Ok(());
+        }
+        let what: Vec<String> = silent
+            .state
+            .iter()
+            .map(|&i| {
+                let a = &self.loads[i];
+                let s = a.load.snapshot();
+                format!(
+                    "{}{} ({} sent, failures {:?})",
+                    a.target, a.route.path, s.requests, s.failures
+                )
+            })
+            .collect();
+        Err(Outcome::inconclusive(format!(
+            "no answer within {} from: {}",
+            secs(bound),
+            what.join("; ")
+        )))
+    }
+
+    /// Waits until Prometheus holds two samples or more of every family the
+    /// `fresh` loads drive (scraped twice after the answers); how many.
+    async fn wait_ingested(&self, fresh: &[usize]) -> Result<usize, Outcome> {
+        let cfg = &self.eff.prometheus.config;
+        let (scrape, timeout) = cfg.slowest_scrape();
+        let mut pending: Vec<Driven> = fresh.iter().flat_map(|&i| self.driven(i)).collect();
+        let families = pending.len();
+        let bound = 2 * scrape + timeout + cfg.evaluation_interval() + BASE_SLACK;
+        let since = fresh
+            .iter()
+            .map(|&i| self.loads[i].load.started())
+            .min()
+            .unwrap_or_else(Instant::now);
+        let _bar = self.bar("waiting for the loads' series".into(), bound);
+        let polled = poll_until(Instant::now() + bound, self.poll, async || {
+            let window = since.elapsed() + scrape;
+            let mut still = Vec::new();
+            for d in std::mem::take(&mut pending) {
+                if self.samples(&d.selector, window).await < 2.0 {
+                    still.push(d);
+                }
+            }
+            pending = still;
+            Ok(((), pending.is_empty()))
+        })
+        .await
+        .map_err(|e| Outcome::inconclusive(format!("{e}")))?;
+        if polled.done {
+            return Ok(families);
+        }
+        let names: Vec<&str> = pending.iter().map(|d| d.family.as_str()).collect();
+        Err(Outcome::inconclusive(format!(
+            "the loads answer, but after {} Prometheus holds fewer than two samples of: {} (scrape {}, timeout {})",
+            secs(bound),
+            names.join(", "),
+            secs(scrape),
+            secs(timeout)
+        )))
+    }
+
+    /// The most samples any series of `selector` has over `window`.
+    async fn samples(&self, selector: &str, window: Duration) -> f64 {
+        let q = format!("max(count_over_time({selector}[{}ms]))", window.as_millis());
+        self.prom
+            .query(&q, Utc::now())
+            .await
+            .ok()
+            .and_then(|s| s.first().and_then(|s| s.value.clone()))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
     }
 
     /// Waits until none of `alerts` is pending or firing (the baseline the

@@ -4,7 +4,7 @@
 //! ELF binary needs, resolved inside the unpacked packages rather than on
 //! the host (a trixie binary needs trixie's libc, not the host's).
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{bail, err, Context, Error, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -51,13 +51,19 @@ pub fn debian_mirror() -> Result<String> {
             }
         }
     }
-    bail!("no Debian mirror found in /etc/apt (set FIREDRILL_DEBIAN_MIRROR)")
+    bail!(
+        Image,
+        "no Debian mirror found in /etc/apt (set FIREDRILL_DEBIAN_MIRROR)"
+    )
 }
 
 pub(super) fn run(cmd: &mut Command) -> Result<String> {
-    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    let out = cmd
+        .output()
+        .context(Error::Image, format!("running {cmd:?}"))?;
     if !out.status.success() {
         bail!(
+            Image,
             "{cmd:?} failed: {}",
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -147,7 +153,7 @@ impl Apt {
                     })
                     .max()
                     .cloned()
-                    .ok_or_else(|| anyhow!("apt-get download {package} produced no .deb"))
+                    .ok_or_else(|| err!(Image, "apt-get download {package} produced no .deb"))
             })
             .collect()
     }
@@ -256,7 +262,10 @@ impl Staging {
                     .map(|d| self.root.join(d).join(&soname))
                     .find(|p| p.exists())
                     .ok_or_else(|| {
-                        anyhow!("{soname}, needed by {who}, is in none of the unpacked packages")
+                        err!(
+                            Image,
+                            "{soname}, needed by {who}, is in none of the unpacked packages"
+                        )
                     })?;
                 queue.push((file.clone(), soname.clone()));
                 found.insert(soname, file);
@@ -269,15 +278,22 @@ impl Staging {
 /// The DT_NEEDED entries of an ELF file.
 fn elf_needed(path: &Path) -> Result<Vec<String>> {
     use object::Object;
-    let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let file = object::File::parse(&*data)
-        .with_context(|| format!("{} is not an ELF file", path.display()))?;
+    let data = std::fs::read(path).context(Error::Image, format!("reading {}", path.display()))?;
+    let file = object::File::parse(&*data).context(
+        Error::Image,
+        format!("{} is not an ELF file", path.display()),
+    )?;
     let mut out = Vec::new();
-    for lib in file.import_libraries()? {
-        out.push(String::from_utf8_lossy(lib?.name()).into_owned());
+    for lib in file
+        .import_libraries()
+        .context(Error::Image, path.display())?
+    {
+        out.push(
+            String::from_utf8_lossy(lib.context(Error::Image, path.display())?.name()).into_owned(),
+        );
     }
     if out.is_empty() && file.format() != object::BinaryFormat::Elf {
-        bail!("{} is not an ELF file", path.display());
+        bail!(Image, "{} is not an ELF file", path.display());
     }
     Ok(out)
 }

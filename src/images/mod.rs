@@ -4,143 +4,64 @@
 //! the project's own image (the firedrill binary) for fixtures and the Teams
 //! mock. An image is rebuilt only when its inputs change.
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{bail, err, Context, Error, Result};
 use bollard::image::{BuildImageOptions, CreateImageOptions};
 use bollard::Docker;
 use futures_util::StreamExt;
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 mod debian;
 mod postgres;
 
-use crate::spec::stack::Kind;
+use crate::components::{self, Kind, Recipe};
 use debian::shared_libs;
 
+/// Where the images of the stack's components come from (`--source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum ImageSource {
     /// Use what is present; else pull; else build offline.
     #[default]
     Auto,
+    /// The official images, pinned, pulled when absent.
     Registry,
+    /// Images built from Debian packages, no registry (optional components without offline source are skipped).
     Offline,
 }
 
-/// A monitoring component and how to get it.
+/// A component with an offline recipe, as this module uses it: a view of
+/// its row in [`components::TABLE`].
 #[derive(Debug, Clone, Copy)]
 pub struct Component {
+    /// Its name (image tags, staging folders).
     pub name: &'static str,
-    /// The service kind that runs this image.
-    pub kind: Kind,
     /// The official image, pinned.
     pub registry: &'static str,
     /// Debian trixie package and the upstream version prefix it must have.
     pub package: &'static str,
+    /// The upstream version the package must have.
     pub version_prefix: &'static str,
+    /// How its offline image is put together.
     pub recipe: Recipe,
 }
 
-/// How a component's offline image is put together.
-#[derive(Debug, Clone, Copy)]
-pub enum Recipe {
-    /// A Go binary: the binary, the host's libc it links, its data files.
-    Binary {
-        /// (path in the package, path in the image)
-        binary: (&'static str, &'static str),
-        data: &'static [(&'static str, &'static str)],
-        /// Empty folders the component writes to.
-        dirs: &'static [&'static str],
-    },
-    /// PostgreSQL: server, initdb, a shell, their trixie libraries.
-    Postgres,
+/// Every component with a pinned image, with its kind.
+pub fn pinned() -> impl Iterator<Item = (Kind, Component)> {
+    components::TABLE.iter().filter_map(|c| match c.image {
+        components::Image::Pinned(o) => Some((
+            c.kind,
+            Component {
+                name: c.name,
+                registry: o.registry,
+                package: o.package,
+                version_prefix: o.version_prefix,
+                recipe: o.recipe,
+            },
+        )),
+        _ => None,
+    })
 }
-
-pub const PROMETHEUS: Component = Component {
-    name: "prometheus",
-    kind: Kind::Prometheus,
-    registry: "prom/prometheus:v2.53.3",
-    package: "prometheus",
-    version_prefix: "2.53.",
-    recipe: Recipe::Binary {
-        binary: ("usr/bin/prometheus", "bin/prometheus"),
-        data: &[],
-        dirs: &["prometheus", "etc/prometheus", "tmp"],
-    },
-};
-
-pub const ALERTMANAGER: Component = Component {
-    name: "alertmanager",
-    kind: Kind::Alertmanager,
-    registry: "prom/alertmanager:v0.28.1",
-    package: "prometheus-alertmanager",
-    version_prefix: "0.28.",
-    recipe: Recipe::Binary {
-        binary: ("usr/bin/prometheus-alertmanager", "bin/alertmanager"),
-        // Debian's build reads its templates from here.
-        data: &[
-            (
-                "usr/share/prometheus/alertmanager/default.tmpl",
-                "usr/share/prometheus/alertmanager/default.tmpl",
-            ),
-            (
-                "usr/share/prometheus/alertmanager/email.tmpl",
-                "usr/share/prometheus/alertmanager/email.tmpl",
-            ),
-        ],
-        dirs: &["alertmanager", "etc/alertmanager", "tmp"],
-    },
-};
-
-pub const NODE_EXPORTER: Component = Component {
-    name: "node-exporter",
-    kind: Kind::NodeExporter,
-    registry: "prom/node-exporter:v1.9.0",
-    package: "prometheus-node-exporter",
-    version_prefix: "1.9.",
-    recipe: Recipe::Binary {
-        binary: ("usr/bin/prometheus-node-exporter", "bin/node_exporter"),
-        data: &[],
-        dirs: &["tmp"],
-    },
-};
-
-pub const POSTGRES_EXPORTER: Component = Component {
-    name: "postgres-exporter",
-    kind: Kind::PostgresExporter,
-    registry: "prometheuscommunity/postgres-exporter:v0.17.1",
-    package: "prometheus-postgres-exporter",
-    version_prefix: "0.17.",
-    recipe: Recipe::Binary {
-        binary: (
-            "usr/bin/prometheus-postgres-exporter",
-            "bin/postgres_exporter",
-        ),
-        data: &[],
-        dirs: &["tmp"],
-    },
-};
-
-pub const POSTGRES: Component = Component {
-    name: "postgres",
-    kind: Kind::Postgres,
-    registry: "postgres:17",
-    package: "postgresql-17",
-    version_prefix: "17.",
-    recipe: Recipe::Postgres,
-};
-
-pub const COMPONENTS: [Component; 5] = [
-    PROMETHEUS,
-    ALERTMANAGER,
-    NODE_EXPORTER,
-    POSTGRES_EXPORTER,
-    POSTGRES,
-];
-
-/// Components with no offline source: used only if already present.
-pub const GRAFANA: &str = "grafana/grafana:11.6.0";
-pub const CADVISOR: &str = "gcr.io/cadvisor/cadvisor:v0.49.1";
 
 /// Bumped when the offline recipe changes, so old images are rebuilt.
 const RECIPE: &str = "firedrill-offline-v2";
@@ -149,19 +70,40 @@ const INPUTS_LABEL: &str = "firedrill.inputs";
 /// The image to run for each kind of service.
 #[derive(Debug, Clone)]
 pub struct Images {
-    pub by_component: HashMap<&'static str, String>,
+    /// Components with a pinned image: the image to run.
+    pub pinned: BTreeMap<Kind, String>,
+    /// The project's own image (fixtures, the Teams mock).
     pub firedrill: String,
     /// Optional components: image, or the reason it is absent.
-    pub grafana: Result<String, String>,
-    pub cadvisor: Result<String, String>,
+    pub optional: BTreeMap<Kind, Optional>,
+}
+
+/// An image with no offline source: present, or skipped and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Optional {
+    /// The image to run.
+    Present(String),
+    /// Why the component cannot run here (its service is reported skipped).
+    Skipped(String),
 }
 
 impl Images {
-    pub fn component(&self, name: &str) -> Result<&str> {
-        self.by_component
-            .get(name)
-            .map(String::as_str)
-            .ok_or_else(|| anyhow!("no image for {name}"))
+    /// The image a service of `kind` runs, or why it cannot run here.
+    pub fn for_kind(&self, kind: Kind) -> Result<Optional> {
+        Ok(match components::of(kind).image {
+            components::Image::Firedrill => Optional::Present(self.firedrill.clone()),
+            components::Image::Pinned(_) => Optional::Present(
+                self.pinned
+                    .get(&kind)
+                    .cloned()
+                    .ok_or_else(|| err!(Image, "no image for {kind:?}"))?,
+            ),
+            components::Image::Optional(_) => self
+                .optional
+                .get(&kind)
+                .cloned()
+                .ok_or_else(|| err!(Image, "no image for {kind:?}"))?,
+        })
     }
 }
 
@@ -170,7 +112,7 @@ async fn present(docker: &Docker, image: &str) -> Option<HashMap<String, String>
     Some(i.config.and_then(|c| c.labels).unwrap_or_default())
 }
 
-async fn pull(docker: &Docker, image: &str) -> Result<()> {
+async fn pull(docker: &Docker, image: &str) -> Result<(), bollard::errors::Error> {
     let (from, tag) = image.rsplit_once(':').unwrap_or((image, "latest"));
     let mut s = docker.create_image(
         Some(CreateImageOptions {
@@ -182,49 +124,52 @@ async fn pull(docker: &Docker, image: &str) -> Result<()> {
         None,
     );
     while let Some(ev) = s.next().await {
-        ev.with_context(|| format!("pulling {image}"))?;
+        ev?;
     }
     Ok(())
 }
 
-/// Makes every image present and says which to run.
-pub async fn ensure(docker: &Docker, source: ImageSource, firedrill_bin: &Path) -> Result<Images> {
-    let mut by_component = HashMap::new();
-    for c in &COMPONENTS {
-        let img = ensure_component(docker, source, c).await?;
-        by_component.insert(c.name, img);
+/// Makes every image present and says which to run. The project's own
+/// image needs a firedrill binary: see [`firedrill_binary`].
+pub async fn ensure(docker: &Docker, source: ImageSource) -> Result<Images> {
+    let firedrill_bin = firedrill_binary().await?;
+    let mut pinned_images = BTreeMap::new();
+    for (kind, c) in pinned() {
+        let img = ensure_component(docker, source, &c).await?;
+        pinned_images.insert(kind, img);
     }
-    let firedrill = ensure_firedrill(docker, firedrill_bin).await?;
+    let firedrill = ensure_firedrill(docker, &firedrill_bin).await?;
+    let mut optional_images = BTreeMap::new();
+    for c in &components::TABLE {
+        if let components::Image::Optional(img) = c.image {
+            optional_images.insert(c.kind, optional(docker, source, img).await);
+        }
+    }
     Ok(Images {
-        by_component,
+        pinned: pinned_images,
         firedrill,
-        grafana: optional(docker, source, GRAFANA).await,
-        cadvisor: optional(docker, source, CADVISOR).await,
+        optional: optional_images,
     })
 }
 
 /// An image with no offline source: present, pulled, or the reason it is absent.
-async fn optional(docker: &Docker, source: ImageSource, img: &str) -> Result<String, String> {
+async fn optional(docker: &Docker, source: ImageSource, img: &str) -> Optional {
     match present(docker, img).await {
-        Some(_) => Ok(img.to_string()),
+        Some(_) => Optional::Present(img.to_string()),
         None if source != ImageSource::Offline => match pull(docker, img).await {
-            Ok(()) => Ok(img.to_string()),
-            Err(e) => Err(format!(
+            Ok(()) => Optional::Present(img.to_string()),
+            Err(e) => Optional::Skipped(format!(
                 "{img} is not present and cannot be pulled ({}); it has no offline source",
                 root_cause(&e)
             )),
         },
-        None => Err(format!("{img} is not present and has no offline source")),
+        None => Optional::Skipped(format!("{img} is not present and has no offline source")),
     }
 }
 
-fn root_cause(e: &anyhow::Error) -> String {
-    e.root_cause()
-        .to_string()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_string()
+/// The engine's own words for a failed pull, in a line.
+fn root_cause(e: &bollard::errors::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// What an offline image's inputs label starts with: a change of the recipe
@@ -249,7 +194,9 @@ async fn ensure_component(docker: &Docker, source: ImageSource, c: &Component) -
     match source {
         ImageSource::Registry => {
             if present(docker, c.registry).await.is_none() {
-                pull(docker, c.registry).await?;
+                pull(docker, c.registry)
+                    .await
+                    .context(Error::Image, format!("pulling {}", c.registry))?;
             }
             Ok(c.registry.to_string())
         }
@@ -290,8 +237,7 @@ struct BuildContext {
     owned: bool,
 }
 
-/// The uid and gid of a non-root image user (PostgreSQL refuses root).
-pub const IMAGE_USER: u32 = 999;
+pub use crate::components::IMAGE_USER;
 
 impl BuildContext {
     fn new() -> Self {
@@ -344,7 +290,8 @@ impl BuildContext {
         )
     }
     fn file_from_host(&mut self, host: &Path, in_image: &str) -> Result<()> {
-        let data = std::fs::read(host).with_context(|| format!("reading {}", host.display()))?;
+        let data =
+            std::fs::read(host).context(Error::Image, format!("reading {}", host.display()))?;
         self.file(in_image, &data, 0o755)
     }
     fn digest(&self) -> String {
@@ -379,9 +326,9 @@ async fn build(
     };
     let mut s = docker.build_image(opts, None, Some(body.into()));
     while let Some(ev) = s.next().await {
-        let ev = ev.with_context(|| format!("building {tag}"))?;
+        let ev = ev.context(Error::Image, format!("building {tag}"))?;
         if let Some(err) = ev.error {
-            bail!("building {tag}: {err}");
+            bail!(Image, "building {tag}: {err}");
         }
     }
     prune_superseded(docker).await;
@@ -418,7 +365,8 @@ pub async fn build_offline(docker: &Docker, c: &Component) -> Result<()> {
         Recipe::Binary { binary, data, dirs } => binary_context(&c, binary, data, dirs),
         Recipe::Postgres => postgres::context(&c),
     })
-    .await??;
+    .await
+    .context(Error::Image, "building the image context")??;
     let tag = offline_tag(&c);
     build(docker, ctx, &tag, &tail, inputs).await?;
     tracing::info!(
@@ -432,6 +380,7 @@ pub async fn build_offline(docker: &Docker, c: &Component) -> Result<()> {
 fn check_version(c: &Component, version: &str) -> Result<()> {
     if !version.starts_with(c.version_prefix) {
         bail!(
+            Image,
             "Debian trixie has {} {version}; firedrill pins {}x",
             c.package,
             c.version_prefix
@@ -493,9 +442,12 @@ pub async fn ensure_firedrill(docker: &Docker, bin: &Path) -> Result<String> {
     Ok(tag)
 }
 
-/// The firedrill binary to put in the image: this executable when it is
-/// firedrill, else `FIREDRILL_BIN` or a `firedrill` beside the test binary.
-pub fn firedrill_binary() -> Result<PathBuf> {
+/// The firedrill binary to put in the image, the first of: `FIREDRILL_BIN`;
+/// this executable when it is firedrill; a `firedrill` beside the test
+/// binary (`cargo test` in this crate); else one built from this library's
+/// own sources with cargo, once, into the caller's target folder (a user's
+/// own `cargo test`, where cargo builds no binary of a dependency).
+pub async fn firedrill_binary() -> Result<PathBuf> {
     if let Ok(p) = std::env::var("FIREDRILL_BIN") {
         return Ok(PathBuf::from(p));
     }
@@ -510,5 +462,57 @@ pub fn firedrill_binary() -> Result<PathBuf> {
             return Ok(cand);
         }
     }
-    bail!("cannot find the firedrill binary for the fixture image; set FIREDRILL_BIN")
+    build_own_binary(&exe).await
+}
+
+/// `cargo build --bin firedrill` of this library's own crate, into a
+/// folder of its own under the caller's target folder (beside `debug/`):
+/// the caller's cargo holds its own build folder locked while tests run.
+async fn build_own_binary(exe: &Path) -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The caller's target folder: CARGO_TARGET_DIR, else the `target`
+    // its executable lives under (a test's target/debug/deps/, a program's
+    // target/debug/), else a temporary folder.
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            exe.ancestors()
+                .find(|a| a.file_name().is_some_and(|n| n == "target"))
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or_else(std::env::temp_dir)
+        .join("firedrill-bin");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    tracing::info!(
+        "building the firedrill binary for the fixture image from {} (once)",
+        dir.display()
+    );
+    let mut cmd = tokio::process::Command::new(&cargo);
+    cmd.args(["build", "--quiet", "--bin", "firedrill", "--manifest-path"])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
+        // For this machine (the image runs it with this machine's
+        // libraries), wherever the caller cross-compiles to.
+        .env_remove("CARGO_BUILD_TARGET")
+        .kill_on_drop(true);
+    if dir.join("Cargo.lock").is_file() {
+        // The versions this crate was tested with; its lock file is not rewritten.
+        cmd.arg("--locked");
+    }
+    let out = cmd.output().await.map_err(|e| {
+        err!(
+            Image,
+            "cannot run cargo to build the firedrill binary ({e}); set FIREDRILL_BIN"
+        )
+    })?;
+    if !out.status.success() {
+        bail!(
+            Image,
+            "building the firedrill binary for the fixture image failed ({}); set FIREDRILL_BIN\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    Ok(target.join("debug").join("firedrill"))
 }

@@ -8,7 +8,7 @@
 
 use super::debian::Staging;
 use super::{check_version, recipe_id, BuildContext, Component, Context3, IMAGE_USER};
-use anyhow::{Context, Result};
+use crate::error::{Context, Error, Result};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -154,7 +154,8 @@ fn add_tree(
         if p.is_dir() {
             add_tree(ctx, &p, &to, &[])?;
         } else {
-            let data = std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?;
+            let data =
+                std::fs::read(&p).context(Error::Image, format!("reading {}", p.display()))?;
             ctx.file(&to, &data, 0o644)?;
         }
     }
@@ -164,7 +165,7 @@ fn add_tree(
 /// A folder's entries in name order, so the build context is reproducible.
 fn sorted_entries(dir: &std::path::Path) -> Result<Vec<PathBuf>> {
     let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
+        .context(Error::Image, format!("reading {}", dir.display()))?
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
     v.sort();

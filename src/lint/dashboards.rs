@@ -10,16 +10,23 @@ use crate::spec::stack::{Kind, Stack};
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+/// One provisioned Grafana datasource.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Datasource {
+    /// The datasource's name, as panels may refer to it.
     pub name: String,
+    /// Its uid, as panels may refer to it.
     #[serde(default)]
     pub uid: Option<String>,
+    /// Its plugin type (`prometheus`, `loki`, …).
     #[serde(rename = "type")]
     pub type_: String,
+    /// Whether panels with no datasource use it (`isDefault`).
     #[serde(default, rename = "isDefault")]
     pub is_default: bool,
+    /// Plugin settings (`jsonData`), such as Prometheus' `timeInterval`.
     #[serde(default, rename = "jsonData")]
     pub json_data: Option<serde_yaml_ng::Value>,
 }
@@ -67,10 +74,20 @@ fn yaml_files(dir: &Path) -> Vec<PathBuf> {
 
 /// What a dashboard is checked against inside a stack.
 pub struct StackContext<'a> {
+    /// The datasources Grafana provisions.
     pub datasources: &'a [Datasource],
+    /// The metric names each scrape job exposes.
     pub catalog: &'a Catalog,
 }
 
+impl StackContext<'_> {
+    /// Whether a datasource of plugin type `t` is provisioned.
+    fn has_type(&self, t: &str) -> bool {
+        self.datasources.iter().any(|d| d.type_ == t)
+    }
+}
+
+/// Lints every Grafana service of a stack: datasources, providers and every dashboard they load.
 pub fn lint_stack_dashboards(stack: &Stack, catalog: &Catalog) -> Report {
     let mut r = Report::default();
     for (name, svc) in stack
@@ -90,14 +107,7 @@ pub fn lint_stack_dashboards(stack: &Stack, catalog: &Catalog) -> Report {
             ));
             continue;
         };
-        let mut datasources = Vec::new();
-        for f in yaml_files(&prov.join("datasources")) {
-            r.files += 1;
-            match Source::read(&f).and_then(|s| s.parse::<DatasourcesFile>().map(|d| (s, d))) {
-                Ok((_, d)) => datasources.extend(d.datasources),
-                Err(e) => r.findings.push(from_spec(&e)),
-            }
-        }
+        let datasources = provisioned_datasources(&prov, &mut r);
         if datasources.is_empty() {
             r.findings.push(Finding::at(
                 "datasource",
@@ -111,36 +121,9 @@ pub fn lint_stack_dashboards(stack: &Stack, catalog: &Catalog) -> Report {
         let mut dash_files = Vec::new();
         for f in yaml_files(&prov.join("dashboards")) {
             r.files += 1;
-            let src = match Source::read(&f) {
-                Ok(s) => s,
-                Err(e) => {
-                    r.findings.push(from_spec(&e));
-                    continue;
-                }
-            };
-            match src.parse::<ProvidersFile>() {
-                Ok(pf) => {
-                    for (i, p) in pf.providers.iter().enumerate() {
-                        let path = p.options.path.as_deref().unwrap_or("");
-                        match (&dash_dir, path.strip_prefix(DASHBOARDS_IN_CONTAINER)) {
-                            (Some(dir), Some(rest)) => {
-                                let d = dir.join(rest.trim_start_matches('/'));
-                                let mut found: Vec<PathBuf> = std::fs::read_dir(&d).map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "json")).collect()).unwrap_or_default();
-                                if found.is_empty() {
-                                    r.findings.push(Finding::at("grafana", Severity::Error, &src, &format!("providers.{i}.options.path"), format!("provider `{}` loads no dashboard from {path}", p.name)));
-                                }
-                                found.sort();
-                                dash_files.extend(found);
-                            }
-                            _ => r.findings.push(Finding::at(
-                                "grafana",
-                                Severity::Error,
-                                &src,
-                                &format!("providers.{i}.options.path"),
-                                format!("provider `{}` reads {path:?}, which the stack does not provide (its `dashboards` folder is mounted at {DASHBOARDS_IN_CONTAINER})", p.name),
-                            )),
-                        }
-                    }
+            match Source::read(&f).and_then(|s| s.parse::<ProvidersFile>().map(|pf| (s, pf))) {
+                Ok((src, pf)) => {
+                    dash_files.extend(provided_dashboards(&src, &pf, dash_dir.as_deref(), &mut r))
                 }
                 Err(e) => r.findings.push(from_spec(&e)),
             }
@@ -157,124 +140,174 @@ pub fn lint_stack_dashboards(stack: &Stack, catalog: &Catalog) -> Report {
     r
 }
 
+/// The datasources of a provisioning folder's `datasources/` files.
+fn provisioned_datasources(prov: &Path, r: &mut Report) -> Vec<Datasource> {
+    let mut out = Vec::new();
+    for f in yaml_files(&prov.join("datasources")) {
+        r.files += 1;
+        match Source::read(&f).and_then(|s| s.parse::<DatasourcesFile>()) {
+            Ok(d) => out.extend(d.datasources),
+            Err(e) => r.findings.push(from_spec(&e)),
+        }
+    }
+    out
+}
+
+/// The dashboard files a providers file loads from the stack's
+/// `dashboards` folder (mounted at [`DASHBOARDS_IN_CONTAINER`]).
+fn provided_dashboards(
+    src: &Source,
+    pf: &ProvidersFile,
+    dash_dir: Option<&Path>,
+    r: &mut Report,
+) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for (i, p) in pf.providers.iter().enumerate() {
+        let at = format!("providers.{i}.options.path");
+        let error = |m: String| Finding::at("grafana", Severity::Error, src, &at, m);
+        let path = p.options.path.as_deref().unwrap_or("");
+        let (Some(dir), Some(rest)) = (dash_dir, path.strip_prefix(DASHBOARDS_IN_CONTAINER)) else {
+            r.findings.push(error(format!("provider `{}` reads {path:?}, which the stack does not provide (its `dashboards` folder is mounted at {DASHBOARDS_IN_CONTAINER})", p.name)));
+            continue;
+        };
+        let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join(rest.trim_start_matches('/')))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if found.is_empty() {
+            r.findings.push(error(format!(
+                "provider `{}` loads no dashboard from {path}",
+                p.name
+            )));
+        }
+        found.sort();
+        out.extend(found);
+    }
+    out
+}
+
+/// A panel's datasource reference, resolved against the provisioned ones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Resolved {
+    /// A provisioned datasource of this plugin type.
+    Type(String),
+    /// Grafana's own (`-- Grafana --`, `-- Mixed --`, ...): nothing to query.
+    BuiltIn,
+    /// Why it does not resolve.
+    Unresolved(String),
+}
+
 /// A datasource reference resolved to its type, or why it does not resolve.
 fn resolve(
     ds: Option<&Value>,
     ctx: &StackContext,
     dashboard: &Value,
     vars: &[grafana::Variable],
-) -> Result<Option<String>, String> {
-    let by_type = |t: &str| ctx.datasources.iter().any(|d| d.type_ == t);
-    let indirect = |r: &str| -> Option<Result<Option<String>, String>> {
-        let name = r
-            .trim_start_matches('$')
-            .trim_start_matches('{')
-            .trim_end_matches('}');
-        if !r.starts_with('$') {
-            return None;
+) -> Resolved {
+    let built_in = |s: &str| s.starts_with("-- ") || s == "grafana";
+    match ds {
+        None => default_datasource(ctx),
+        Some(Value::String(s)) if built_in(s) => Resolved::BuiltIn,
+        Some(Value::String(s)) if s.starts_with('$') => indirect(s, ctx, dashboard, vars),
+        Some(Value::String(s)) => match ctx.datasources.iter().find(|d| &d.name == s) {
+            Some(d) => Resolved::Type(d.type_.clone()),
+            None => Resolved::Unresolved(format!("no provisioned datasource is named `{s}`")),
+        },
+        Some(obj) => match obj.get("uid").and_then(Value::as_str) {
+            Some(u) if built_in(u) => Resolved::BuiltIn,
+            Some(u) if u.starts_with('$') => indirect(u, ctx, dashboard, vars),
+            Some(u) => by_uid(u, ctx),
+            None => match obj.get("type").and_then(Value::as_str) {
+                Some(t) if ctx.has_type(t) => Resolved::Type(t.to_string()),
+                Some(t) => Resolved::Unresolved(format!("no {t} datasource is provisioned")),
+                None => default_datasource(ctx),
+            },
+        },
+    }
+}
+
+/// A panel that names no datasource gets the default one (or the only one).
+fn default_datasource(ctx: &StackContext) -> Resolved {
+    let only = (ctx.datasources.len() == 1)
+        .then(|| ctx.datasources.first())
+        .flatten();
+    match ctx.datasources.iter().find(|d| d.is_default).or(only) {
+        Some(d) => Resolved::Type(d.type_.clone()),
+        None => Resolved::Unresolved(
+            "the panel names no datasource and none is provisioned as default".into(),
+        ),
+    }
+}
+
+fn by_uid(u: &str, ctx: &StackContext) -> Resolved {
+    match ctx.datasources.iter().find(|d| d.uid.as_deref() == Some(u)) {
+        Some(d) => Resolved::Type(d.type_.clone()),
+        None => {
+            let uids: Vec<&str> = ctx
+                .datasources
+                .iter()
+                .filter_map(|d| d.uid.as_deref())
+                .collect();
+            Resolved::Unresolved(format!(
+                "no provisioned datasource has uid `{u}` (provisioned: {})",
+                uids.join(", ")
+            ))
         }
-        if let Some(v) = vars.iter().find(|v| v.name == name) {
-            // A datasource variable: its query is the plugin type.
-            let t = dashboard
-                .pointer("/templating/list")
-                .and_then(Value::as_array)
-                .and_then(|l| {
-                    l.iter()
-                        .find(|x| x.get("name").and_then(Value::as_str) == Some(&v.name))
-                })
-                .and_then(|x| x.get("query").and_then(Value::as_str))
-                .unwrap_or("prometheus")
-                .to_string();
-            return Some(if by_type(&t) {
-                Ok(Some(t))
-            } else {
-                Err(format!(
-                    "datasource variable `${name}` needs a provisioned {t} datasource"
-                ))
-            });
-        }
-        let input = dashboard
-            .get("__inputs")
+    }
+}
+
+/// `$name` / `${name}`: a datasource variable (its query is the plugin
+/// type) or an `__inputs` entry of an exported dashboard.
+fn indirect(
+    r: &str,
+    ctx: &StackContext,
+    dashboard: &Value,
+    vars: &[grafana::Variable],
+) -> Resolved {
+    let name = r
+        .trim_start_matches('$')
+        .trim_start_matches('{')
+        .trim_end_matches('}');
+    if let Some(v) = vars.iter().find(|v| v.name == name) {
+        let t = dashboard
+            .pointer("/templating/list")
             .and_then(Value::as_array)
             .and_then(|l| {
                 l.iter()
-                    .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
-            });
-        Some(
-            match input
-                .and_then(|i| i.get("pluginId"))
-                .and_then(Value::as_str)
-            {
-                Some(t) if by_type(t) => Ok(Some(t.to_string())),
-                Some(t) => Err(format!(
-                    "input `{name}` needs a {t} datasource, none is provisioned"
-                )),
-                None => Err(format!(
-                    "`{r}` is neither a dashboard variable nor an `__inputs` entry"
-                )),
-            },
-        )
-    };
-    match ds {
-        None => {
-            match ctx
-                .datasources
-                .iter()
-                .find(|d| d.is_default)
-                .or(if ctx.datasources.len() == 1 {
-                    ctx.datasources.first()
-                } else {
-                    None
-                }) {
-                Some(d) => Ok(Some(d.type_.clone())),
-                None => {
-                    Err("the panel names no datasource and none is provisioned as default".into())
-                }
-            }
-        }
-        Some(Value::String(s)) => {
-            if s.starts_with("-- ") || s == "grafana" {
-                return Ok(None);
-            }
-            if let Some(r) = indirect(s) {
-                return r;
-            }
-            match ctx.datasources.iter().find(|d| &d.name == s) {
-                Some(d) => Ok(Some(d.type_.clone())),
-                None => Err(format!("no provisioned datasource is named `{s}`")),
-            }
-        }
-        Some(obj) => {
-            let uid = obj.get("uid").and_then(Value::as_str);
-            let t = obj.get("type").and_then(Value::as_str);
-            match uid {
-                Some(u) if u.starts_with("-- ") || u == "grafana" => Ok(None),
-                Some(u) => {
-                    if let Some(r) = indirect(u) {
-                        return r;
-                    }
-                    match ctx.datasources.iter().find(|d| d.uid.as_deref() == Some(u)) {
-                        Some(d) => Ok(Some(d.type_.clone())),
-                        None => {
-                            let uids: Vec<&str> = ctx
-                                .datasources
-                                .iter()
-                                .filter_map(|d| d.uid.as_deref())
-                                .collect();
-                            Err(format!(
-                                "no provisioned datasource has uid `{u}` (provisioned: {})",
-                                uids.join(", ")
-                            ))
-                        }
-                    }
-                }
-                None => match t {
-                    Some(t) if by_type(t) => Ok(Some(t.to_string())),
-                    Some(t) => Err(format!("no {t} datasource is provisioned")),
-                    None => resolve(None, ctx, dashboard, vars),
-                },
-            }
-        }
+                    .find(|x| x.get("name").and_then(Value::as_str) == Some(&v.name))
+            })
+            .and_then(|x| x.get("query").and_then(Value::as_str))
+            .unwrap_or("prometheus");
+        return if ctx.has_type(t) {
+            Resolved::Type(t.to_string())
+        } else {
+            Resolved::Unresolved(format!(
+                "datasource variable `${name}` needs a provisioned {t} datasource"
+            ))
+        };
+    }
+    let input = dashboard
+        .get("__inputs")
+        .and_then(Value::as_array)
+        .and_then(|l| {
+            l.iter()
+                .find(|i| i.get("name").and_then(Value::as_str) == Some(name))
+        });
+    match input
+        .and_then(|i| i.get("pluginId"))
+        .and_then(Value::as_str)
+    {
+        Some(t) if ctx.has_type(t) => Resolved::Type(t.to_string()),
+        Some(t) => Resolved::Unresolved(format!(
+            "input `{name}` needs a {t} datasource, none is provisioned"
+        )),
+        None => Resolved::Unresolved(format!(
+            "`{r}` is neither a dashboard variable nor an `__inputs` entry"
+        )),
     }
 }
 
@@ -285,69 +318,33 @@ pub fn lint_file(path: &Path, ctx: Option<&StackContext>) -> Report {
         files: 1,
         ..Default::default()
     };
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) => {
-            r.findings.push(Finding::pos(
-                "config",
-                Severity::Error,
-                path,
-                crate::error::Pos { line: 1, col: 1 },
-                format!("cannot read: {e}"),
-            ));
-            return r;
-        }
-    };
-    let dashboard: Value = match serde_json::from_str(&text) {
-        Ok(v) => v,
-        Err(e) => {
-            r.findings.push(Finding::pos(
-                "config",
-                Severity::Error,
-                path,
-                crate::error::Pos {
-                    line: e.line(),
-                    col: e.column(),
-                },
-                format!("invalid JSON: {e}"),
-            ));
+    let (text, dashboard) = match read_dashboard(path) {
+        Ok(d) => d,
+        Err(f) => {
+            r.findings.push(f);
             return r;
         }
     };
     // JSON is YAML: the same index gives positions.
     let src = Source::from_text(path, text);
     let vars = grafana::variables(&dashboard);
-    let scrape = ctx
-        .and_then(|c| {
-            c.datasources.iter().find_map(|d| {
-                d.json_data
-                    .as_ref()?
-                    .get("timeInterval")?
-                    .as_str()
-                    .map(String::from)
-            })
-        })
-        .and_then(|s| crate::spec::Dur::parse(&s).ok())
-        .map(|d| d.0)
-        .unwrap_or(std::time::Duration::from_secs(15));
     let time = TimeContext {
-        scrape,
+        scrape: ctx
+            .and_then(scrape_interval)
+            .unwrap_or(Duration::from_secs(15)),
         ..TimeContext::default()
     };
     for t in grafana::targets(&dashboard) {
         if let Some(ctx) = ctx {
+            let finding = |e: String| {
+                let m = format!("panel `{}` ({}): {e}", t.panel_title, t.ref_id);
+                Finding::at("datasource", Severity::Error, &src, &t.path, m)
+            };
             match resolve(t.datasource.as_ref(), ctx, &dashboard, &vars) {
-                Ok(Some(kind)) if kind != "prometheus" => continue,
-                Ok(None) => continue,
-                Ok(Some(_)) => {}
-                Err(e) => {
-                    r.findings.push(Finding::at(
-                        "datasource",
-                        Severity::Error,
-                        &src,
-                        &t.path,
-                        format!("panel `{}` ({}): {e}", t.panel_title, t.ref_id),
-                    ));
+                Resolved::Type(kind) if kind == "prometheus" => {}
+                Resolved::Type(_) | Resolved::BuiltIn => continue,
+                Resolved::Unresolved(e) => {
+                    r.findings.push(finding(e));
                     continue;
                 }
             }
@@ -376,4 +373,25 @@ pub fn lint_file(path: &Path, ctx: Option<&StackContext>) -> Report {
         }
     }
     r
+}
+
+/// The dashboard's text and JSON, or the finding that says why not.
+fn read_dashboard(path: &Path) -> Result<(String, Value), Finding> {
+    let at = |line, col, m: String| {
+        let pos = crate::error::Pos { line, col };
+        Finding::pos("config", Severity::Error, path, pos, m)
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| at(1, 1, format!("cannot read: {e}")))?;
+    let dashboard = serde_json::from_str(&text)
+        .map_err(|e| at(e.line(), e.column(), format!("invalid JSON: {e}")))?;
+    Ok((text, dashboard))
+}
+
+/// The scrape interval Grafana assumes (a datasource's `timeInterval`).
+fn scrape_interval(ctx: &StackContext) -> Option<Duration> {
+    ctx.datasources
+        .iter()
+        .find_map(|d| d.json_data.as_ref()?.get("timeInterval")?.as_str())
+        .and_then(|s| crate::spec::Dur::parse(s).ok())
+        .map(|d| d.0)
 }

@@ -5,9 +5,10 @@
 //! "did you mean" suggestions; one naming a job the stack does not scrape too.
 
 use super::{Finding, Severity};
+use crate::components::{self, Catalogue};
 use crate::spec::fixture::MetricType;
 use crate::spec::source::Source;
-use crate::spec::stack::{Kind, Stack};
+use crate::spec::stack::Stack;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::Expr;
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,18 +24,18 @@ pub const SYNTHETIC: &[&str] = &[
     "ALERTS_FOR_STATE",
 ];
 
-const CADVISOR: &str = include_str!("../../fixtures/catalogs/cadvisor.yaml");
-const POSTGRES_EXPORTER: &str = include_str!("../../fixtures/catalogs/postgres-exporter.yaml");
-
 /// Names and jobs from a running Prometheus.
 #[derive(Debug, Clone, Default)]
 pub struct Live {
+    /// Every metric name Prometheus holds.
     pub names: BTreeSet<String>,
+    /// Every `job` label value Prometheus holds.
     pub jobs: BTreeSet<String>,
 }
 
 impl Live {
-    pub async fn fetch(base: &str) -> anyhow::Result<Live> {
+    /// Reads metric names and jobs from the Prometheus at `base`.
+    pub async fn fetch(base: &str) -> crate::error::Result<Live> {
         #[derive(serde::Deserialize)]
         struct Values {
             data: Vec<String>,
@@ -74,11 +75,14 @@ pub struct Catalog {
 
 /// A vector selector's metric name and matchers.
 pub struct Sel {
+    /// The metric name, if the selector names one.
     pub name: Option<String>,
+    /// The label matchers.
     pub matchers: Vec<promql_parser::label::Matcher>,
 }
 
 impl Sel {
+    /// The job the selector picks with `job="…"`, if any.
     pub fn job(&self) -> Option<String> {
         self.matchers
             .iter()
@@ -156,6 +160,7 @@ impl Catalog {
             .collect()
     }
 
+    /// What each scrape job of `stack` exposes, from its targets' catalogs, its recording rules and `live`.
     pub fn of_stack(stack: &Stack, live: Option<Live>) -> Catalog {
         let mut jobs = BTreeMap::new();
         for sc in &stack.prometheus.config.scrape_configs {
@@ -163,11 +168,16 @@ impl Catalog {
             let mut unknown = None;
             for t in sc.static_configs.iter().flat_map(|c| &c.targets) {
                 let host = t.rsplit_once(':').map(|(h, _)| h).unwrap_or(t);
-                match stack.service(host).map(|s| s.kind) {
-                    Some(Kind::Fixture) => names.extend(profile_names(&stack.fixtures[host])),
-                    Some(Kind::Cadvisor) => names.extend(catalog_names(CADVISOR)),
-                    Some(Kind::PostgresExporter) => names.extend(catalog_names(POSTGRES_EXPORTER)),
-                    Some(k) => unknown = Some(format!("{host} ({k:?}) has no static catalog")),
+                let kind = stack.service(host).map(|s| s.kind);
+                match kind.map(|k| components::of(k).catalogue) {
+                    Some(Catalogue::Profile) => names.extend(profile_names(&stack.fixtures[host])),
+                    Some(Catalogue::Static(yaml)) => names.extend(catalog_names(yaml)),
+                    Some(Catalogue::Unknown) => {
+                        unknown = Some(format!(
+                            "{host} ({:?}) has no static catalog",
+                            kind.unwrap()
+                        ))
+                    }
                     None => unknown = Some(format!("target {t} is not a service of the stack")),
                 }
             }

@@ -19,25 +19,37 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// How serious a finding is.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// Worth a look; does not fail the lint.
     Warning,
+    /// Fails the lint.
     Error,
 }
 
+/// One problem lint found, located in a file.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// The name of the check that found it (what a silence names).
     pub check: &'static str,
+    /// Warning or error.
     pub severity: Severity,
+    /// The file it is in.
     pub file: PathBuf,
+    /// The line, from 1.
     pub line: usize,
+    /// The column, from 1.
     pub col: usize,
+    /// What is wrong.
     pub message: String,
+    /// How to fix it, when lint knows.
     pub help: Option<String>,
 }
 
 impl Finding {
+    /// A finding at the node `path` (`groups.0.rules.2.expr`) of a YAML source.
     pub fn at(
         check: &'static str,
         severity: Severity,
@@ -48,6 +60,7 @@ impl Finding {
         let p = src.pos(path);
         Finding::pos(check, severity, &src.path, p, message)
     }
+    /// A finding at position `p` of `file`.
     pub fn pos(
         check: &'static str,
         severity: Severity,
@@ -65,6 +78,7 @@ impl Finding {
             help: None,
         }
     }
+    /// Adds a hint on how to fix it.
     pub fn help(mut self, h: impl Into<String>) -> Self {
         self.help = Some(h.into());
         self
@@ -74,22 +88,31 @@ impl Finding {
 /// Where a stack's alerts go, as `amtool config routes test` would answer.
 #[derive(Debug, Clone, Serialize)]
 pub struct Route {
+    /// The alert's name.
     pub alert: String,
+    /// The receivers it reaches, in order.
     pub receivers: Vec<String>,
 }
 
 /// Everything lint found, plus what it looked at.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
+    /// The findings not silenced.
     pub findings: Vec<Finding>,
+    /// How many findings were silenced.
     pub silenced: usize,
+    /// Where each alert is routed.
     pub routes: Vec<Route>,
+    /// How many files were read.
     pub files: usize,
+    /// How many rules were checked.
     pub rules: usize,
+    /// How many panel queries were checked.
     pub queries: usize,
 }
 
 impl Report {
+    /// How many findings are errors.
     pub fn errors(&self) -> usize {
         self.findings
             .iter()

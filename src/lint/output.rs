@@ -1,18 +1,24 @@
 //! Lint results for people (the offending line with a caret, colour on a
-//! terminal), for machines (JSON), and for CI (JUnit XML).
+//! terminal) and for machines (JSON); JUnit XML is in
+//! [`crate::report::lint_junit`], beside the drills'.
 
 use super::{Report, Severity};
 use crate::error::{Pos, SpecError};
 use std::collections::BTreeMap;
 
+/// How lint results are printed (`--format`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Default)]
 pub enum Format {
+    /// For people: each finding with its source line and a caret.
     #[default]
     Human,
+    /// JSON, for machines.
     Json,
+    /// JUnit XML, for CI.
     Junit,
 }
 
+/// The findings for people, coloured when `color`.
 pub fn human(r: &Report, color: bool) -> String {
     let theme = if color {
         miette::GraphicalTheme::unicode()
@@ -107,50 +113,7 @@ pub fn redact(text: &str, line: usize, col: usize) -> String {
     out
 }
 
+/// The report as pretty-printed JSON.
 pub fn json(r: &Report) -> String {
     serde_json::to_string_pretty(r).unwrap_or_default()
-}
-
-/// One test case per file, failing with its errors; warnings go to system-out.
-pub fn junit(r: &Report) -> String {
-    use quick_junit::{NonSuccessKind, Report as JReport, TestCase, TestCaseStatus, TestSuite};
-    let mut suite = TestSuite::new("firedrill lint");
-    let mut by_file: BTreeMap<String, Vec<&super::Finding>> = BTreeMap::new();
-    for f in &r.findings {
-        by_file
-            .entry(f.file.display().to_string())
-            .or_default()
-            .push(f);
-    }
-    for (file, fs) in &by_file {
-        let errors: Vec<String> = fs
-            .iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(|f| format!("{}:{}:{}: [{}] {}", file, f.line, f.col, f.check, f.message))
-            .collect();
-        let warnings: Vec<String> = fs
-            .iter()
-            .filter(|f| f.severity == Severity::Warning)
-            .map(|f| format!("{}:{}:{}: [{}] {}", file, f.line, f.col, f.check, f.message))
-            .collect();
-        let status = if errors.is_empty() {
-            TestCaseStatus::success()
-        } else {
-            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            s.set_message(format!("{} error(s)", errors.len()));
-            s.set_description(errors.join("\n"));
-            s
-        };
-        let mut tc = TestCase::new(file.clone(), status);
-        if !warnings.is_empty() {
-            tc.set_system_out(warnings.join("\n"));
-        }
-        suite.add_test_case(tc);
-    }
-    if by_file.is_empty() {
-        suite.add_test_case(TestCase::new("all files", TestCaseStatus::success()));
-    }
-    let mut rep = JReport::new("firedrill");
-    rep.add_test_suite(suite);
-    rep.to_string().unwrap_or_default()
 }

@@ -4,6 +4,7 @@
 use super::{Finding, Report, Route, Severity};
 use crate::spec::stack::Stack;
 
+/// Lints a stack's routing: alerts reach an Alertmanager, and each receiver they route to can notify.
 pub fn lint_routing(stack: &Stack) -> Report {
     let mut r = Report::default();
     let prom = &stack.prometheus;

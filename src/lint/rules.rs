@@ -37,6 +37,7 @@ pub fn lint_file(path: &Path) -> Report {
     report
 }
 
+/// Lints the rules of one rule file; with a stack and its catalog, also the metrics they select and `up` alerts' `for`.
 pub fn lint_rules(rf: &RuleFile, stack: Option<(&Stack, &Catalog)>) -> Report {
     let mut r = Report::default();
     let src = &rf.source;
@@ -199,7 +200,7 @@ pub fn duplicates(files: &[RuleFile]) -> Vec<Finding> {
 
 /// A light check of a Go template as Prometheus renders it: balanced
 /// actions, closed blocks, and only defined variables.
-pub fn check_template(t: &str) -> Result<(), String> {
+pub fn check_template(t: &str) -> crate::error::Result<()> {
     let mut vars: Vec<String> = ["$labels", "$value", "$externalLabels", "$externalURL", "$"]
         .map(String::from)
         .to_vec();
@@ -233,7 +234,7 @@ pub fn check_template(t: &str) -> Result<(), String> {
         }
         for word in action.split(|c: char| !(c.is_alphanumeric() || c == '$' || c == '_')) {
             if word.starts_with('$') && !vars.iter().any(|v| v == word) {
-                return Err(format!("undefined variable `{word}` (known: $labels, $value, $externalLabels, $externalURL)"));
+                return Err(crate::error::Error::Invalid(format!("undefined variable `{word}` (known: $labels, $value, $externalLabels, $externalURL)")));
             }
         }
     }
@@ -241,7 +242,9 @@ pub fn check_template(t: &str) -> Result<(), String> {
         return Err("`}}` without `{{`".into());
     }
     if let Some(b) = blocks.last() {
-        return Err(format!("`{b}` is not closed by `end`"));
+        return Err(crate::error::Error::Invalid(format!(
+            "`{b}` is not closed by `end`"
+        )));
     }
     Ok(())
 }
@@ -257,9 +260,11 @@ mod tests {
         assert!(check_template("{{ range $i, $v := query \"up\" }}{{ $v }}{{ end }}").is_ok());
         assert!(check_template("{{ $label.foo }}")
             .unwrap_err()
+            .to_string()
             .contains("`$label`"));
         assert!(check_template("{{ if true }}x")
             .unwrap_err()
+            .to_string()
             .contains("not closed"));
         assert!(check_template("{{ $labels.x ").is_err());
     }

@@ -3,9 +3,9 @@
 //! does not delay the next request, as it would with a closed-model tool
 //! (goose, whose throttle is a ceiling and whose users wait for answers).
 //! Every load of every drill runs in the drill's own process on one tokio
-//! runtime, over kept-alive HTTP/1.1 connections ([`client`]); each latency
+//! runtime, over kept-alive HTTP/1.1 connections (`client`); each latency
 //! is recorded from its due time (corrected for coordinated omission, as
-//! wrk2 does) and from its real send ([`stats`]).
+//! wrk2 does) and from its real send (`stats`).
 //!
 //! Bounded in every direction: rate, duration, requests in flight, request
 //! timeout, and only addresses on this machine. A [`Load`] that is dropped
@@ -19,7 +19,7 @@ mod stats;
 pub use schedule::{Schedule, Shape};
 pub use stats::{Failure, LatencyMs, LoadSummary, Percentiles};
 
-use anyhow::{anyhow, bail, Context, Result};
+use crate::error::{bail, err, Context, Error, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use futures_util::FutureExt;
 use serde::Serialize;
@@ -33,7 +33,9 @@ use tokio::sync::watch;
 
 /// Upper bounds, whatever a scenario or the command line asks.
 pub const MAX_RATE: f64 = 1_000_000.0;
+/// The longest a load (or a request's timeout) may be, 1h.
 pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+/// The most requests a load may have in flight.
 pub const MAX_IN_FLIGHT: usize = 4096;
 /// Longer than any latency a drill injects: a request given up on is never
 /// observed by the service's histograms.
@@ -52,14 +54,18 @@ pub struct Plan {
     pub url: String,
     /// Path and query.
     pub path: String,
+    /// The HTTP method, default GET.
     pub method: String,
     /// JSON body, sent with `content-type: application/json`.
     pub body: Option<String>,
+    /// How the arrival rate moves over the load's life.
     pub shape: Shape,
+    /// How long the load sends requests.
     pub duration: Duration,
     /// Requests in flight at most (= connections at most); default: enough
     /// for the peak rate with every request taking the whole timeout.
     pub in_flight: Option<usize>,
+    /// How long a request may take before it is given up on, default 60s.
     pub timeout: Duration,
     /// Stop after this many requests.
     pub max_requests: Option<u64>,
@@ -93,27 +99,28 @@ impl Plan {
     async fn check(&self) -> Result<(SocketAddr, String)> {
         for r in self.shape.rates() {
             if !(r.is_finite() && (0.0..=MAX_RATE).contains(&r)) {
-                bail!("load rate {r}/s is outside [0, {MAX_RATE}]/s");
+                bail!(Load, "load rate {r}/s is outside [0, {MAX_RATE}]/s");
             }
         }
         if self.shape.peak() <= 0.0 {
-            bail!("a load needs a rate above 0/s");
+            bail!(Load, "a load needs a rate above 0/s");
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             bail!(
+                Load,
                 "load duration {:?} is outside (0, {MAX_DURATION:?}]",
                 self.duration
             );
         }
         if self.in_flight.is_some_and(|n| n == 0 || n > MAX_IN_FLIGHT) {
-            bail!("in-flight bound is between 1 and {MAX_IN_FLIGHT}");
+            bail!(Load, "in-flight bound is between 1 and {MAX_IN_FLIGHT}");
         }
         if self.timeout.is_zero() || self.timeout > MAX_DURATION {
-            bail!("request timeout {:?} is out of bounds", self.timeout);
+            bail!(Load, "request timeout {:?} is out of bounds", self.timeout);
         }
         let method = self.method.to_ascii_uppercase();
         if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
-            bail!("load cannot send method {}", self.method);
+            bail!(Load, "load cannot send method {}", self.method);
         }
         if !self.path.starts_with('/')
             || self
@@ -121,26 +128,27 @@ impl Plan {
                 .bytes()
                 .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
         {
-            bail!("load path `{}` is not a path", self.path);
+            bail!(Load, "load path `{}` is not a path", self.path);
         }
-        let url =
-            reqwest::Url::parse(&self.url).with_context(|| format!("load URL {}", self.url))?;
+        let url = reqwest::Url::parse(&self.url)
+            .context(Error::Load, format!("load URL {}", self.url))?;
         if url.scheme() != "http" {
-            bail!("load speaks plain http, not {}", self.url);
+            bail!(Load, "load speaks plain http, not {}", self.url);
         }
         let host = url
             .host_str()
-            .ok_or_else(|| anyhow!("load URL {} has no host", self.url))?
+            .ok_or_else(|| err!(Load, "load URL {} has no host", self.url))?
             .to_string();
         let port = url.port_or_known_default().unwrap_or(80);
         let host_bare = host.trim_start_matches('[').trim_end_matches(']');
         let addr = tokio::net::lookup_host((host_bare, port))
             .await
-            .with_context(|| format!("resolving {host}"))?
+            .context(Error::Load, format!("resolving {host}"))?
             .find(|a| a.ip().is_loopback())
             // Traffic goes to this machine only: the run's published ports.
             .ok_or_else(|| {
-                anyhow!(
+                err!(
+                    Load,
                     "load goes to this machine only (127.0.0.1, ::1), not {}",
                     self.url
                 )
@@ -169,6 +177,7 @@ impl Default for Engine {
 }
 
 impl Engine {
+    /// Starts the load engine's thread and runtime.
     pub fn new() -> Engine {
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
         let (shutdown, down) = tokio::sync::oneshot::channel::<()>();
@@ -242,6 +251,7 @@ impl Drop for Engine {
 
 /// A running load. Dropped, it stops at once.
 pub struct Load {
+    /// What the load sends, where, and when.
     pub plan: Plan,
     shared: Arc<Shared>,
     requested: f64,
@@ -317,6 +327,10 @@ struct Limits {
 /// one more `epoll_wait`) for any timer registered while none earlier is
 /// pending, which would cost two extra system calls and a wake-up on every
 /// request (the next arrival's timer, the request's timeout).
+// Longer than 80 lines on purpose: the scheduler's state (two timers, the
+// set in flight, the arrival index) lives across every branch; split up it
+// would be threaded through each piece by `&mut`. It is the hot loop that
+// bench/load.sh measures.
 async fn drive(
     schedule: Schedule,
     pool: Arc<client::Pool>,
@@ -447,10 +461,10 @@ async fn one(pool: Arc<client::Pool>, due: Instant, timeout: Duration) {
 
 /// Splits `http://host:port/path?q` into the base URL and the path.
 pub fn split_url(url: &str) -> Result<(String, String)> {
-    let u = reqwest::Url::parse(url).with_context(|| format!("URL {url}"))?;
+    let u = reqwest::Url::parse(url).context(Error::Load, format!("URL {url}"))?;
     let host = u
         .host_str()
-        .ok_or_else(|| anyhow!("URL {url} has no host"))?;
+        .ok_or_else(|| err!(Load, "URL {url} has no host"))?;
     let base = match u.port() {
         Some(p) => format!("{}://{host}:{p}", u.scheme()),
         None => format!("{}://{host}", u.scheme()),

@@ -16,19 +16,35 @@ use std::time::Duration;
 #[serde(tag = "shape", rename_all = "snake_case")]
 pub enum Shape {
     /// `rate` per second throughout.
-    Constant { rate: f64 },
+    Constant {
+        /// Requests per second.
+        rate: f64,
+    },
     /// From `from` to `to` linearly over `over`, then `to`.
-    Ramp { from: f64, to: f64, over: Duration },
+    Ramp {
+        /// The starting rate, per second.
+        from: f64,
+        /// The final rate, per second.
+        to: f64,
+        /// How long the ramp takes, from the load's start.
+        over: Duration,
+    },
     /// `base`, then each (rate, from this offset on) in turn.
     Steps {
+        /// The rate before the first step, per second.
         base: f64,
+        /// Each step's rate, per second, and the offset it starts at.
         steps: Vec<(f64, Duration)>,
     },
     /// `base`, with `peak` from `at` for `for_`.
     Spike {
+        /// The rate outside the spike, per second.
         base: f64,
+        /// The rate during the spike, per second.
         peak: f64,
+        /// When the spike starts, from the load's start.
         at: Duration,
+        /// How long the spike lasts.
         for_: Duration,
     },
 }
@@ -139,6 +155,7 @@ pub struct Schedule {
 }
 
 impl Schedule {
+    /// Lays `shape` out over `duration`.
     pub fn new(shape: &Shape, duration: Duration) -> Schedule {
         let d = duration.as_secs_f64();
         // (start, end, r0, r1) pieces, clipped to the duration.

@@ -191,10 +191,15 @@ impl Shared {
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct Percentiles {
+    /// The median.
     pub p50: f64,
+    /// The 90th percentile.
     pub p90: f64,
+    /// The 99th percentile.
     pub p99: f64,
+    /// The slowest.
     pub max: f64,
+    /// The mean.
     pub mean: f64,
 }
 
@@ -218,7 +223,9 @@ impl Percentiles {
 /// schedule felt) and from the send (what the service took).
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
 pub struct LatencyMs {
+    /// From each request's due time (coordinated omission corrected).
     pub corrected: Percentiles,
+    /// From each request's send.
     pub uncorrected: Percentiles,
 }
 
@@ -241,10 +248,15 @@ pub struct LoadSummary {
     pub late: u64,
     /// Never sent: more than the lateness bound overdue (k6's dropped iterations).
     pub dropped: u64,
+    /// The most requests in flight at once.
     pub in_flight_max: u64,
+    /// Connections opened.
     pub connections: u64,
+    /// Answers by HTTP status.
     pub status_codes: BTreeMap<u16, u64>,
+    /// Requests that got no answer, by cause.
     pub failures: BTreeMap<Failure, u64>,
+    /// Latency percentiles, in milliseconds.
     pub latency_ms: LatencyMs,
 }
 

@@ -13,36 +13,54 @@ use std::time::Duration;
 
 /// Alertmanager's route defaults (config/config.go).
 pub const DEFAULT_GROUP_WAIT: Duration = Duration::from_secs(30);
+/// Alertmanager's default `group_interval`, 5m.
 pub const DEFAULT_GROUP_INTERVAL: Duration = Duration::from_secs(300);
+/// Alertmanager's default `repeat_interval`, 4h.
 pub const DEFAULT_REPEAT_INTERVAL: Duration = Duration::from_secs(4 * 3600);
 
+/// A node of the routing tree (`route` and its `routes`).
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Route {
+    /// The receiver for alerts matching this route, default the parent's.
     pub receiver: Option<String>,
+    /// The labels alerts are grouped by, default the parent's (`...`: every label).
     #[serde(default)]
     pub group_by: Vec<String>,
+    /// How long to wait before the first notification of a new group, default the parent's (root: 30s).
     pub group_wait: Option<Dur>,
+    /// How long to wait before notifying about alerts added to a group, default the parent's (root: 5m).
     pub group_interval: Option<Dur>,
+    /// How long to wait before resending a notification, default the parent's (root: 4h).
     pub repeat_interval: Option<Dur>,
+    /// Label matchers an alert must satisfy, e.g. `severity="critical"`.
     #[serde(default)]
     pub matchers: Vec<String>,
+    /// Deprecated `match`: label values that must be equal.
     #[serde(default, rename = "match")]
     pub match_: BTreeMap<String, String>,
+    /// Deprecated `match_re`: label values that must match a regex.
     #[serde(default)]
     pub match_re: BTreeMap<String, String>,
+    /// Whether matching goes on to the next sibling after this route matches, default false.
     #[serde(default, rename = "continue")]
     pub continue_: bool,
+    /// The child routes, tried in order.
     #[serde(default)]
     pub routes: Vec<Route>,
 }
 
+/// One entry of `receivers`: a named notification target.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Receiver {
+    /// The receiver name routes refer to.
     pub name: String,
+    /// Microsoft Teams integrations (`msteams_configs`).
     #[serde(default)]
     pub msteams_configs: Vec<serde_yaml_ng::Value>,
+    /// Microsoft Teams Workflows integrations (`msteamsv2_configs`).
     #[serde(default)]
     pub msteamsv2_configs: Vec<serde_yaml_ng::Value>,
+    /// Webhook integrations (`webhook_configs`).
     #[serde(default)]
     pub webhook_configs: Vec<serde_yaml_ng::Value>,
     /// Every other integration (`email_configs`, `slack_configs`, …).
@@ -65,9 +83,12 @@ impl Receiver {
     }
 }
 
+/// The parts of alertmanager.yml firedrill reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct AmConfig {
+    /// The root of the routing tree.
     pub route: Route,
+    /// The notification receivers.
     #[serde(default)]
     pub receivers: Vec<Receiver>,
     /// Read only to know whether one alert can silence another.
@@ -78,9 +99,13 @@ pub struct AmConfig {
 /// The timing of the route an alert lands on (inherited values applied).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RouteTiming {
+    /// The receiver alerts are delivered to.
     pub receiver: String,
+    /// The route's `group_wait`.
     pub group_wait: Duration,
+    /// The route's `group_interval`.
     pub group_interval: Duration,
+    /// The route's `repeat_interval`.
     pub repeat_interval: Duration,
     /// The labels alerts are grouped by (`...`: every label).
     pub group_by: Vec<String>,
@@ -93,15 +118,19 @@ impl RouteTiming {
     }
 }
 
+/// alertmanager.yml, parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Alertmanager {
+    /// The text and location of alertmanager.yml.
     pub source: Source,
+    /// The parsed alertmanager.yml.
     pub config: AmConfig,
 }
 
 /// One label matcher: `name="v"`, `name=~"re"`, `name!="v"`, `name!~"re"`.
 #[derive(Debug, Clone)]
 pub struct Matcher {
+    /// The label name matched.
     pub name: String,
     op: Op,
     value: String,
@@ -117,15 +146,16 @@ enum Op {
 }
 
 impl Matcher {
-    pub fn parse(s: &str) -> Result<Matcher, String> {
+    /// Parses a matcher such as `severity="critical"` or `{job=~"back.*"}`.
+    pub fn parse(s: &str) -> crate::error::Result<Matcher> {
         let s = s
             .trim()
             .trim_start_matches('{')
             .trim_end_matches('}')
             .trim();
-        let idx = s
-            .find(['=', '!'])
-            .ok_or_else(|| format!("bad matcher `{s}`: expected name=value"))?;
+        let idx = s.find(['=', '!']).ok_or_else(|| {
+            crate::error::Error::Invalid(format!("bad matcher `{s}`: expected name=value"))
+        })?;
         let name = s[..idx].trim().to_string();
         let rest = &s[idx..];
         let (op, val) = if let Some(v) = rest.strip_prefix("=~") {
@@ -137,29 +167,32 @@ impl Matcher {
         } else if let Some(v) = rest.strip_prefix('=') {
             (Op::Eq, v)
         } else {
-            return Err(format!("bad matcher `{s}`"));
+            return Err(crate::error::Error::Invalid(format!("bad matcher `{s}`")));
         };
         if name.is_empty() {
-            return Err(format!("bad matcher `{s}`: empty label name"));
+            return Err(crate::error::Error::Invalid(format!(
+                "bad matcher `{s}`: empty label name"
+            )));
         }
         let val = val.trim();
         let value = if val.len() >= 2 && val.starts_with('"') && val.ends_with('"') {
-            serde_json::from_str::<String>(val).map_err(|e| format!("bad matcher `{s}`: {e}"))?
+            serde_json::from_str::<String>(val)
+                .map_err(|e| crate::error::Error::Invalid(format!("bad matcher `{s}`: {e}")))?
         } else {
             val.to_string()
         };
         Self::new(name, op, value)
     }
 
-    fn new(name: String, op: Op, value: String) -> Result<Matcher, String> {
-        let re = match op {
-            // Alertmanager anchors regex matchers.
-            Op::Re | Op::Nre => Some(
-                Regex::new(&format!("^(?:{value})$"))
-                    .map_err(|e| format!("bad regex `{value}`: {e}"))?,
-            ),
-            _ => None,
-        };
+    fn new(name: String, op: Op, value: String) -> crate::error::Result<Matcher> {
+        let re =
+            match op {
+                // Alertmanager anchors regex matchers.
+                Op::Re | Op::Nre => Some(Regex::new(&format!("^(?:{value})$")).map_err(|e| {
+                    crate::error::Error::Invalid(format!("bad regex `{value}`: {e}"))
+                })?),
+                _ => None,
+            };
         Ok(Matcher {
             name,
             op,
@@ -168,6 +201,7 @@ impl Matcher {
         })
     }
 
+    /// Whether `labels` satisfy the matcher (a missing label counts as empty).
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         let v = labels.get(&self.name).map(String::as_str).unwrap_or("");
         match self.op {
@@ -180,7 +214,7 @@ impl Matcher {
 }
 
 impl Route {
-    fn all_matchers(&self) -> Result<Vec<Matcher>, String> {
+    fn all_matchers(&self) -> crate::error::Result<Vec<Matcher>> {
         let mut out = Vec::new();
         for m in &self.matchers {
             out.push(Matcher::parse(m)?);
@@ -196,10 +230,12 @@ impl Route {
 }
 
 impl Alertmanager {
+    /// Reads and validates alertmanager.yml at `path`.
     pub fn load(path: &Path) -> Result<Alertmanager, SpecError> {
         Self::from_source(Source::read(path)?)
     }
 
+    /// Parses and validates alertmanager.yml from a source: known receivers, valid matchers.
     pub fn from_source(source: Source) -> Result<Alertmanager, SpecError> {
         let config: AmConfig = source.parse()?;
         if config.route.receiver.is_none() {
@@ -233,6 +269,7 @@ impl Alertmanager {
         out
     }
 
+    /// The receiver named `name`, if defined.
     pub fn receiver(&self, name: &str) -> Option<&Receiver> {
         self.config.receivers.iter().find(|r| r.name == name)
     }

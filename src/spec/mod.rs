@@ -3,6 +3,7 @@
 //! with validation that names file, line and column.
 
 pub mod alertmanager;
+pub mod dashboards;
 pub mod fixture;
 pub mod prometheus;
 pub mod scenario;
@@ -18,13 +19,17 @@ use std::time::Duration;
 pub struct Dur(pub Duration);
 
 impl Dur {
-    pub fn parse(s: &str) -> Result<Dur, String> {
+    /// Parses a duration such as `30s`, `1m30s`, `5m` or `250ms`.
+    pub fn parse(s: &str) -> crate::error::Result<Dur> {
         promql_parser::util::parse_duration(s.trim())
             .map(Dur)
             .map_err(|e| {
-                format!("malformed duration `{s}` ({e}); write it like 30s, 1m30s, 5m or 250ms")
+                crate::error::Error::Invalid(format!(
+                    "malformed duration `{s}` ({e}); write it like 30s, 1m30s, 5m or 250ms"
+                ))
             })
     }
+    /// The duration in seconds.
     pub fn secs_f64(self) -> f64 {
         self.0.as_secs_f64()
     }
@@ -65,15 +70,18 @@ impl Serialize for Dur {
 pub struct Bytes(pub u64);
 
 impl Bytes {
-    pub fn parse(s: &str) -> Result<Bytes, String> {
+    /// Parses a size such as `512MiB`, `2GiB`, `100MB` or a bare byte count.
+    pub fn parse(s: &str) -> crate::error::Result<Bytes> {
         let s = s.trim();
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
-        let n: f64 = num
-            .parse()
-            .map_err(|_| format!("malformed size `{s}`: write it like 512MiB or 2GiB"))?;
+        let n: f64 = num.parse().map_err(|_| {
+            crate::error::Error::Invalid(format!(
+                "malformed size `{s}`: write it like 512MiB or 2GiB"
+            ))
+        })?;
         const UNITS: &str = "B, KB, MB, GB, KiB, MiB, GiB";
         let mult: f64 = match unit.trim() {
             "" | "B" => 1.0,
@@ -84,9 +92,9 @@ impl Bytes {
             "MiB" => 1024.0 * 1024.0,
             "GiB" => 1024.0 * 1024.0 * 1024.0,
             other => {
-                return Err(format!(
+                return Err(crate::error::Error::Invalid(format!(
                     "malformed size `{s}`: unit `{other}` is not one of {UNITS}"
-                ))
+                )))
             }
         };
         Ok(Bytes((n * mult) as u64))
@@ -134,22 +142,28 @@ impl<'de> Deserialize<'de> for Rate {
 }
 
 /// A rate such as `20/s`, `600/m` or `5` (per second), per second.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
+pub fn parse_rate(s: &str) -> crate::error::Result<f64> {
     let (num, per) = match s.split_once('/') {
         Some((n, u)) => (n.trim(), u.trim()),
         None => (s.trim(), "s"),
     };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("malformed rate `{s}`: write it like 20/s or 600/m"))?;
+    let n: f64 = num.parse().map_err(|_| {
+        crate::error::Error::Invalid(format!("malformed rate `{s}`: write it like 20/s or 600/m"))
+    })?;
     let secs = match per {
         "s" => 1.0,
         "m" => 60.0,
         "h" => 3600.0,
-        _ => return Err(format!("malformed rate `{s}`: the unit is /s, /m or /h")),
+        _ => {
+            return Err(crate::error::Error::Invalid(format!(
+                "malformed rate `{s}`: the unit is /s, /m or /h"
+            )))
+        }
     };
     if !(n > 0.0 && n.is_finite()) {
-        return Err(format!("rate `{s}` must be positive"));
+        return Err(crate::error::Error::Invalid(format!(
+            "rate `{s}` must be positive"
+        )));
     }
     Ok(n / secs)
 }
@@ -168,6 +182,7 @@ mod tests {
         );
         assert!(Dur::parse("5x")
             .unwrap_err()
+            .to_string()
             .contains("malformed duration `5x`"));
     }
 

@@ -12,66 +12,92 @@ use std::time::Duration;
 
 /// Prometheus' own defaults (config/config.go).
 pub const DEFAULT_SCRAPE_INTERVAL: Duration = Duration::from_secs(60);
+/// Prometheus' default scrape timeout, 10s.
 pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Prometheus' default rule evaluation interval, 1m.
 pub const DEFAULT_EVALUATION_INTERVAL: Duration = Duration::from_secs(60);
 
+/// The `global` section of prometheus.yml.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Global {
+    /// The default scrape interval, default 1m.
     pub scrape_interval: Option<Dur>,
+    /// The default scrape timeout, default 10s (never more than the scrape interval).
     pub scrape_timeout: Option<Dur>,
+    /// The default rule evaluation interval, default 1m.
     pub evaluation_interval: Option<Dur>,
 }
 
+/// One entry of a job's `static_configs`.
 #[derive(Debug, Clone, Deserialize)]
 pub struct StaticConfig {
+    /// The `host:port` addresses to scrape.
     #[serde(default)]
     pub targets: Vec<String>,
+    /// Labels added to every series scraped from these targets.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
 }
 
+/// One entry of `scrape_configs`: a scrape job.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ScrapeConfig {
+    /// The job name, also the `job` label of its series.
     pub job_name: String,
+    /// This job's scrape interval, default the global one.
     pub scrape_interval: Option<Dur>,
+    /// This job's scrape timeout, default the global one.
     pub scrape_timeout: Option<Dur>,
+    /// The HTTP path metrics are scraped from, default `/metrics`.
     #[serde(default)]
     pub metrics_path: Option<String>,
+    /// The job's static target groups.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
 }
 
+/// One entry of `alerting.alertmanagers`: where alerts are sent.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct AlertmanagerSet {
+    /// The Alertmanager addresses, as static target groups.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
 }
 
+/// The `alerting` section of prometheus.yml.
 #[derive(Debug, Clone, Deserialize, Default)]
 pub struct Alerting {
+    /// The Alertmanagers Prometheus sends alerts to.
     #[serde(default)]
     pub alertmanagers: Vec<AlertmanagerSet>,
 }
 
+/// The parts of prometheus.yml firedrill reads.
 #[derive(Debug, Clone, Deserialize)]
 pub struct PromConfig {
+    /// The `global` section: default intervals.
     #[serde(default)]
     pub global: Global,
+    /// Rule file paths or globs, relative to prometheus.yml's folder.
     #[serde(default)]
     pub rule_files: Vec<String>,
+    /// The scrape jobs.
     #[serde(default)]
     pub scrape_configs: Vec<ScrapeConfig>,
+    /// The `alerting` section: where alerts are sent.
     #[serde(default)]
     pub alerting: Alerting,
 }
 
 impl PromConfig {
+    /// The global scrape interval, default 1m.
     pub fn scrape_interval(&self) -> Duration {
         self.global
             .scrape_interval
             .map(|d| d.0)
             .unwrap_or(DEFAULT_SCRAPE_INTERVAL)
     }
+    /// The global scrape timeout, default 10s, capped at the scrape interval.
     pub fn scrape_timeout(&self) -> Duration {
         self.global
             .scrape_timeout
@@ -79,6 +105,7 @@ impl PromConfig {
             .unwrap_or(DEFAULT_SCRAPE_TIMEOUT)
             .min(self.scrape_interval())
     }
+    /// The global rule evaluation interval, default 1m.
     pub fn evaluation_interval(&self) -> Duration {
         self.global
             .evaluation_interval
@@ -109,37 +136,53 @@ impl PromConfig {
     }
 }
 
+/// One rule of a rule group: alerting (`alert`) or recording (`record`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
+    /// The alert name, for an alerting rule.
     pub alert: Option<String>,
+    /// The name of the recorded series, for a recording rule.
     pub record: Option<String>,
+    /// The PromQL expression.
     pub expr: String,
+    /// How long the expression must stay true before the alert fires (`for`), default 0.
     #[serde(rename = "for")]
     pub for_: Option<Dur>,
+    /// How long the alert keeps firing after the expression stops being true, default 0.
     pub keep_firing_for: Option<Dur>,
+    /// Labels added to the alert or recorded series.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
+    /// Annotations attached to the alert.
     #[serde(default)]
     pub annotations: BTreeMap<String, String>,
 }
 
+/// A rule group: rules evaluated together on one interval.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleGroup {
+    /// The group name.
     pub name: String,
+    /// How often the group's rules are evaluated, default the global evaluation interval.
     pub interval: Option<Dur>,
+    /// The most alerts or series a rule may produce; no limit when unset.
     #[serde(default)]
     pub limit: Option<u64>,
+    /// How far back in time the group's queries are evaluated.
     #[serde(default)]
     pub query_offset: Option<Dur>,
+    /// The rules of the group.
     #[serde(default)]
     pub rules: Vec<Rule>,
 }
 
+/// The contents of one rule file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleFileDoc {
+    /// The rule groups in the file.
     #[serde(default)]
     pub groups: Vec<RuleGroup>,
 }
@@ -148,32 +191,46 @@ pub struct RuleFileDoc {
 /// (which is also where it goes in the container).
 #[derive(Debug, Clone)]
 pub struct RuleFile {
+    /// The path relative to prometheus.yml's folder.
     pub rel: PathBuf,
+    /// The file's text and location.
     pub source: Source,
+    /// The parsed contents.
     pub doc: RuleFileDoc,
 }
 
 /// An alerting rule with everything the timing model needs.
 #[derive(Debug, Clone)]
 pub struct AlertRule {
+    /// The alert name.
     pub name: String,
+    /// The PromQL expression.
     pub expr: String,
+    /// The `for` duration, zero when unset.
     pub for_: Duration,
+    /// The `keep_firing_for` duration, zero when unset.
     pub keep_firing_for: Duration,
+    /// The rule's own labels.
     pub labels: BTreeMap<String, String>,
+    /// The evaluation interval of the rule's group.
     pub eval_interval: Duration,
+    /// The rule file the rule is defined in.
     pub file: PathBuf,
 }
 
 /// prometheus.yml and every rule file it names, all parsed and validated.
 #[derive(Debug, Clone)]
 pub struct Prometheus {
+    /// The text and location of prometheus.yml.
     pub source: Source,
+    /// The parsed prometheus.yml.
     pub config: PromConfig,
+    /// The rule files named by `rule_files`, in order.
     pub rule_files: Vec<RuleFile>,
 }
 
 impl Prometheus {
+    /// Reads prometheus.yml at `path` and the rule files it names.
     pub fn load(path: &Path) -> Result<Prometheus, SpecErrors> {
         let source = Source::read(path).map_err(one)?;
         Self::from_source(source, |rel| std::fs::read_to_string(rel))
@@ -226,6 +283,7 @@ impl Prometheus {
         })
     }
 
+    /// Every alerting rule across all rule files, with its group's evaluation interval.
     pub fn alert_rules(&self) -> Vec<AlertRule> {
         let mut out = Vec::new();
         for rf in &self.rule_files {
@@ -252,6 +310,7 @@ impl Prometheus {
         out
     }
 
+    /// The alerting rule named `name`, if any.
     pub fn alert_rule(&self, name: &str) -> Option<AlertRule> {
         self.alert_rules().into_iter().find(|r| r.name == name)
     }
@@ -261,6 +320,7 @@ fn one(e: SpecError) -> SpecErrors {
     SpecErrors { errors: vec![e] }
 }
 
+/// Parses and validates one rule file; `rel` is its path relative to prometheus.yml.
 pub fn load_rule_file(source: Source, rel: PathBuf) -> Result<RuleFile, SpecErrors> {
     let doc: RuleFileDoc = source.parse().map_err(one)?;
     let mut errors = Vec::new();

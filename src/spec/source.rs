@@ -13,12 +13,15 @@ use yaml_rust2::scanner::Marker;
 /// path (`steps.3.expect_alert.name`).
 #[derive(Debug, Clone)]
 pub struct Source {
+    /// The file's path as given.
     pub path: PathBuf,
+    /// The file's full text.
     pub text: String,
     positions: HashMap<String, Pos>,
 }
 
 impl Source {
+    /// Reads the YAML file at `path` and indexes its node positions.
     pub fn read(path: &Path) -> Result<Source, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             SpecError::new(
@@ -31,6 +34,7 @@ impl Source {
         Ok(Source::from_text(path, text))
     }
 
+    /// Wraps text already read from `path` and indexes its node positions.
     pub fn from_text(path: &Path, text: String) -> Source {
         let positions = index_positions(&text);
         Source {
@@ -67,8 +71,8 @@ impl Source {
     }
 
     /// An error located at the node `path`.
-    pub fn error(&self, path: &str, message: impl Into<String>) -> SpecError {
-        SpecError::new(&self.path, &self.text, self.pos(path), message)
+    pub fn error(&self, path: &str, message: impl std::fmt::Display) -> SpecError {
+        SpecError::new(&self.path, &self.text, self.pos(path), message.to_string())
     }
 
     /// Resolves a path written in this file relative to the file's folder.

@@ -11,38 +11,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[serde(rename_all = "kebab-case")]
-pub enum Kind {
-    Prometheus,
-    Alertmanager,
-    NodeExporter,
-    Fixture,
-    TeamsMock,
-    Grafana,
-    Cadvisor,
-    /// PostgreSQL (seed 002), from Debian's postgresql-17 offline.
-    Postgres,
-    /// prometheus-community's postgres_exporter.
-    PostgresExporter,
-}
-
-impl Kind {
-    /// The port the component listens on by default.
-    pub fn default_port(self) -> u16 {
-        match self {
-            Kind::Prometheus => 9090,
-            Kind::Alertmanager => 9093,
-            Kind::NodeExporter => 9100,
-            Kind::Fixture => 8000,
-            Kind::TeamsMock => 8080,
-            Kind::Grafana => 3000,
-            Kind::Cadvisor => 8080,
-            Kind::Postgres => 5432,
-            Kind::PostgresExporter => 9187,
-        }
-    }
-}
+pub use crate::components::Kind;
 
 /// A secret file the drill writes into a container: never in the user's tree
 /// in clear text, never logged.
@@ -61,10 +30,13 @@ pub struct Secret {
     pub generated: Option<String>,
 }
 
+/// One entry of `services`: a container of the stack.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    /// What the service runs: prometheus, alertmanager, a fixture, the Teams mock, ….
     pub kind: Kind,
+    /// The port it listens on, default the fixture profile's port or the kind's usual one.
     pub port: Option<u16>,
     /// prometheus / alertmanager: the config file, relative to stack.yaml.
     pub config: Option<String>,
@@ -76,8 +48,10 @@ pub struct ServiceSpec {
     pub provisioning: Option<String>,
     /// grafana: the dashboards folder, relative to stack.yaml.
     pub dashboards: Option<String>,
+    /// Secret files written into the container for the run.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+    /// Extra command-line arguments, after the ones firedrill passes.
     #[serde(default)]
     pub args: Vec<String>,
     /// Environment of the container (never a secret: use `secrets`).
@@ -91,13 +65,17 @@ pub struct ServiceSpec {
 pub struct LintIgnore {
     /// Relative to stack.yaml.
     pub file: String,
+    /// The lint check silenced (as findings name it), or `all`.
     pub check: String,
+    /// Why the finding does not apply.
     pub reason: String,
 }
 
+/// The `lint` section of stack.yaml.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LintConfig {
+    /// Findings silenced in files that cannot hold comments.
     #[serde(default)]
     pub ignore: Vec<LintIgnore>,
 }
@@ -107,24 +85,33 @@ pub struct LintConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Waiver {
+    /// The name of the alerting rule waived.
     pub alert: String,
+    /// Why no drill can provoke it.
     pub reason: String,
 }
 
+/// The `coverage` section of stack.yaml.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CoverageConfig {
+    /// Alerts no drill has to cover.
     #[serde(default)]
     pub waive: Vec<Waiver>,
 }
 
+/// stack.yaml as written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StackDoc {
+    /// The stack's name.
     pub name: String,
+    /// The services by name; other containers reach each one under its name.
     pub services: BTreeMap<String, ServiceSpec>,
+    /// Lint settings.
     #[serde(default)]
     pub lint: LintConfig,
+    /// Coverage settings.
     #[serde(default)]
     pub coverage: CoverageConfig,
 }
@@ -132,16 +119,24 @@ pub struct StackDoc {
 /// A stack with every file it names loaded and validated.
 #[derive(Debug, Clone)]
 pub struct Stack {
+    /// The text and location of stack.yaml.
     pub source: Source,
+    /// The parsed stack.yaml.
     pub doc: StackDoc,
+    /// The name of the (single) prometheus service.
     pub prometheus_service: String,
+    /// The prometheus service's config and rule files.
     pub prometheus: Prometheus,
+    /// The name of the first alertmanager service, if any.
     pub alertmanager_service: Option<String>,
+    /// That alertmanager service's config, if any.
     pub alertmanager: Option<Alertmanager>,
+    /// The profile of each fixture service, by service name, variant applied.
     pub fixtures: BTreeMap<String, Profile>,
 }
 
 impl Stack {
+    /// Reads stack.yaml at `path` and loads and validates every file it names.
     pub fn load(path: &Path) -> Result<Stack, SpecErrors> {
         let one = |e: SpecError| SpecErrors { errors: vec![e] };
         let source = Source::read(path).map_err(one)?;
@@ -162,14 +157,8 @@ impl Stack {
             )));
         }
         let prometheus_service = proms[0].clone();
-        let need = |name: &str, field: &Option<String>, what: &str| -> Result<PathBuf, SpecError> {
-            field.as_ref().map(|p| source.relative(p)).ok_or_else(|| {
-                source.error(
-                    &format!("services.{name}"),
-                    format!("service `{name}` needs `{what}`"),
-                )
-            })
-        };
+        let need =
+            |name: &str, field: &Option<String>, what: &str| need(&source, name, field, what);
         let prom_path = need(
             &prometheus_service,
             &doc.services[&prometheus_service].config,
@@ -195,43 +184,11 @@ impl Stack {
         let mut fixtures = BTreeMap::new();
         for (name, svc) in &doc.services {
             if svc.kind == Kind::Fixture {
-                // Every error of a broken profile is reported, not just the first.
-                match need(name, &svc.profile, "profile")
-                    .map_err(|e| SpecErrors { errors: vec![e] })
-                    .and_then(|p| Profile::load(&p))
-                {
-                    Ok(p) => match svc.variant.as_deref().map(|v| p.clone().variant(v)) {
-                        None => {
-                            fixtures.insert(name.clone(), p);
-                        }
-                        Some(Ok(v)) => {
-                            fixtures.insert(name.clone(), v);
-                        }
-                        Some(Err(m)) => {
-                            errors.push(source.error(&format!("services.{name}.variant"), m))
-                        }
-                    },
-                    Err(mut e) => errors.append(&mut e.errors),
+                if let Some(p) = fixture_profile(&source, name, svc, &mut errors) {
+                    fixtures.insert(name.clone(), p);
                 }
             }
-            for (i, s) in svc.secrets.iter().enumerate() {
-                let at = format!("services.{name}.secrets.{i}");
-                match (&s.teams_mock, &s.env, &s.generated) {
-                    (Some(m), None, None) => {
-                        if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {
-                            errors.push(source.error(
-                                &format!("{at}.teams_mock"),
-                                format!("`{m}` is not a teams-mock service of this stack"),
-                            ));
-                        }
-                    }
-                    (None, Some(_), None) | (None, None, Some(_)) => {}
-                    _ => errors.push(source.error(
-                        &at,
-                        "a secret takes exactly one of `teams_mock`, `env` or `generated`",
-                    )),
-                }
-            }
+            check_secrets(&source, &doc, name, svc, &mut errors);
         }
         let prometheus = match prometheus {
             Ok(p) => Some(p),
@@ -241,21 +198,7 @@ impl Stack {
             }
         };
         if let Some(p) = &prometheus {
-            let names: Vec<String> = p.alert_rules().into_iter().map(|r| r.name).collect();
-            for (i, w) in doc.coverage.waive.iter().enumerate() {
-                if !names.contains(&w.alert) {
-                    let mut e = source.error(
-                        &format!("coverage.waive.{i}.alert"),
-                        format!("no alerting rule is named `{}`", w.alert),
-                    );
-                    if let Some(near) =
-                        crate::util::closest(&w.alert, names.iter().map(String::as_str))
-                    {
-                        e = e.with_help(format!("did you mean `{near}`?"));
-                    }
-                    errors.push(e);
-                }
-            }
+            check_waivers(&source, &doc, p, &mut errors);
         }
         SpecErrors { errors }.into_result()?;
         Ok(Stack {
@@ -269,18 +212,112 @@ impl Stack {
         })
     }
 
+    /// The service named `name`, if any.
     pub fn service(&self, name: &str) -> Option<&ServiceSpec> {
         self.doc.services.get(name)
     }
 
+    /// The port the service `name` listens on; panics if there is no such service.
     pub fn port(&self, name: &str) -> u16 {
         let s = &self.doc.services[name];
         s.port
             .or_else(|| self.fixtures.get(name).map(|p| p.port))
-            .unwrap_or(s.kind.default_port())
+            .unwrap_or(crate::components::of(s.kind).port)
     }
 
+    /// The folder of stack.yaml, which its relative paths start from.
     pub fn dir(&self) -> &Path {
         self.source.path.parent().unwrap_or(Path::new("."))
+    }
+}
+
+/// The path a service's `field` names, relative to stack.yaml.
+fn need(
+    source: &Source,
+    name: &str,
+    field: &Option<String>,
+    what: &str,
+) -> Result<PathBuf, SpecError> {
+    field.as_ref().map(|p| source.relative(p)).ok_or_else(|| {
+        source.error(
+            &format!("services.{name}"),
+            format!("service `{name}` needs `{what}`"),
+        )
+    })
+}
+
+/// A fixture service's profile, its variant applied; every error of a
+/// broken profile is reported, not just the first.
+fn fixture_profile(
+    source: &Source,
+    name: &str,
+    svc: &ServiceSpec,
+    errors: &mut Vec<SpecError>,
+) -> Option<Profile> {
+    let p = match need(source, name, &svc.profile, "profile")
+        .map_err(|e| SpecErrors { errors: vec![e] })
+        .and_then(|p| Profile::load(&p))
+    {
+        Ok(p) => p,
+        Err(mut e) => {
+            errors.append(&mut e.errors);
+            return None;
+        }
+    };
+    match svc.variant.as_deref() {
+        None => Some(p),
+        Some(v) => match p.variant(v) {
+            Ok(p) => Some(p),
+            Err(m) => {
+                errors.push(source.error(&format!("services.{name}.variant"), m));
+                None
+            }
+        },
+    }
+}
+
+/// Each secret takes one source; a Teams mock it names is one.
+fn check_secrets(
+    source: &Source,
+    doc: &StackDoc,
+    name: &str,
+    svc: &ServiceSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    for (i, s) in svc.secrets.iter().enumerate() {
+        let at = format!("services.{name}.secrets.{i}");
+        match (&s.teams_mock, &s.env, &s.generated) {
+            (Some(m), None, None) => {
+                if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {
+                    errors.push(source.error(
+                        &format!("{at}.teams_mock"),
+                        format!("`{m}` is not a teams-mock service of this stack"),
+                    ));
+                }
+            }
+            (None, Some(_), None) | (None, None, Some(_)) => {}
+            _ => errors.push(source.error(
+                &at,
+                "a secret takes exactly one of `teams_mock`, `env` or `generated`",
+            )),
+        }
+    }
+}
+
+/// A coverage waiver names an alerting rule of the stack.
+fn check_waivers(source: &Source, doc: &StackDoc, p: &Prometheus, errors: &mut Vec<SpecError>) {
+    let names: Vec<String> = p.alert_rules().into_iter().map(|r| r.name).collect();
+    for (i, w) in doc.coverage.waive.iter().enumerate() {
+        if names.contains(&w.alert) {
+            continue;
+        }
+        let mut e = source.error(
+            &format!("coverage.waive.{i}.alert"),
+            format!("no alerting rule is named `{}`", w.alert),
+        );
+        if let Some(near) = crate::util::closest(&w.alert, names.iter().map(String::as_str)) {
+            e = e.with_help(format!("did you mean `{near}`?"));
+        }
+        errors.push(e);
     }
 }

@@ -8,12 +8,23 @@
 //! engines refuse, and 0.15 (API 1.41) can neither label containers nor bind
 //! ports to 127.0.0.1. bollard with `negotiate_version` covers Docker 20.10+.
 
-pub mod render;
+pub mod docker;
 
-use crate::docker::RUN_LABEL;
-use crate::images::Images;
+pub use bollard::Docker;
+pub use docker::{connect, RUN_LABEL};
+
+mod plan;
+
+mod reset;
+mod sweep;
+
+pub use sweep::{leftovers, sweep};
+
+use crate::components::{self, Reset};
+use crate::error::{bail, err, Context, Error, Result};
+use crate::images::{Images, Optional};
+use crate::render::{self, Effective};
 use crate::spec::stack::{Kind, Stack};
-use anyhow::{anyhow, bail, Context, Result};
 use bollard::container::{
     Config, CreateContainerOptions, KillContainerOptions, ListContainersOptions, LogOutput,
     LogsOptions, RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
@@ -21,9 +32,7 @@ use bollard::container::{
 };
 use bollard::models::{EndpointSettings, HostConfig, PortBinding};
 use bollard::network::{CreateNetworkOptions, ListNetworksOptions};
-use bollard::Docker;
 use futures_util::StreamExt;
-use render::Effective;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -31,10 +40,15 @@ use std::time::{Duration, Instant};
 /// One running (or skipped) service.
 #[derive(Debug, Clone)]
 pub struct Service {
+    /// The service's name in the stack, also its network alias.
     pub name: String,
+    /// What kind of component it is.
     pub kind: Kind,
+    /// The port it listens on inside the network.
     pub port: u16,
+    /// The port published on 127.0.0.1 (0 when skipped).
     pub host_port: u16,
+    /// The container's id (empty when skipped).
     pub container: String,
     /// Why the service is not running (an optional component with no image).
     pub skipped: Option<String>,
@@ -56,14 +70,18 @@ impl Service {
 /// A stack that is up. Dropping it without `down()` still removes everything.
 pub struct Running {
     docker: Docker,
+    /// The run's id, labelled on its containers and network.
     pub run_id: String,
+    /// The name of the run's Docker network.
     pub network: String,
+    /// Every service of the stack, running or skipped, by name.
     pub services: BTreeMap<String, Service>,
     /// The Teams mock's webhook token (a secret: never printed).
     pub teams_token: String,
     /// Generated secrets by name (database passwords: never printed).
     generated: BTreeMap<String, String>,
     down: AtomicBool,
+    /// How long bringing the stack up took.
     pub bring_up: Duration,
 }
 
@@ -75,15 +93,10 @@ impl std::fmt::Debug for Running {
     }
 }
 
+/// A new run id: the UTC time of day and 8 random hex digits.
 pub fn new_run_id() -> String {
     let r: u32 = rand::random();
     format!("{}-{:08x}", chrono::Utc::now().format("%H%M%S"), r)
-}
-
-fn free_port() -> Result<u16> {
-    // A fixed host port survives stop/start (a random one would change).
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
 }
 
 /// True when `addr` accepts a connection that the far end does not close at
@@ -106,269 +119,7 @@ async fn tcp_open(addr: &str) -> bool {
     }
 }
 
-/// Files as a tar body, owned by `owner` (the image's user must read its secrets).
-fn tar_files(files: &[(String, Vec<u8>, u32)], owner: u32) -> Result<Vec<u8>> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data, mode) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
-        h.set_uid(owner.into());
-        h.set_gid(owner.into());
-        h.set_mtime(0);
-        h.set_cksum();
-        b.append_data(&mut h, path.trim_start_matches('/'), data.as_slice())?;
-    }
-    Ok(b.into_inner()?)
-}
-
-fn tar_dir(dir: &std::path::Path, into: &str, out: &mut Vec<(String, Vec<u8>, u32)>) -> Result<()> {
-    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
-        let p = e?.path();
-        let name = p
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .to_string();
-        if p.is_dir() {
-            tar_dir(&p, &format!("{into}/{name}"), out)?;
-        } else {
-            out.push((format!("{into}/{name}"), std::fs::read(&p)?, 0o644));
-        }
-    }
-    Ok(())
-}
-
-/// How to tell that a service is ready.
-#[derive(Debug, Clone, Copy)]
-pub enum Ready {
-    /// An HTTP GET of this path answers 2xx.
-    Http(&'static str),
-    /// The port accepts a TCP connection (PostgreSQL opens it once
-    /// initialised and recovered).
-    Tcp,
-}
-
-/// What a service needs to start: command, files, readiness.
-struct Plan {
-    image: String,
-    cmd: Vec<String>,
-    env: Vec<String>,
-    files: Vec<(String, Vec<u8>, u32)>,
-    /// The uid that owns the files copied in (the image's user).
-    owner: u32,
-    binds: Vec<String>,
-    /// Paths on tmpfs: emptied whenever the container stops, so a restart
-    /// starts the service over with no state (a shared stack's reset).
-    tmpfs: Vec<&'static str>,
-    ready: Ready,
-}
-
-impl Plan {
-    fn new(
-        image: String,
-        cmd: Vec<String>,
-        files: Vec<(String, Vec<u8>, u32)>,
-        ready_path: &'static str,
-    ) -> Plan {
-        Plan {
-            image,
-            cmd,
-            env: vec![],
-            files,
-            owner: 0,
-            binds: vec![],
-            tmpfs: vec![],
-            ready: Ready::Http(ready_path),
-        }
-    }
-}
-
-fn plan(
-    name: &str,
-    stack: &Stack,
-    eff: &Effective,
-    images: &Images,
-    port: u16,
-    token: &str,
-    generated: &BTreeMap<String, String>,
-) -> Result<Result<Plan, String>> {
-    let svc = &stack.doc.services[name];
-    let mut files = Vec::new();
-    let listen = format!(":{port}");
-    let mut p = match svc.kind {
-        Kind::Prometheus => {
-            for (path, text) in &eff.prometheus_files {
-                files.push((path.clone(), text.clone().into_bytes(), 0o644));
-            }
-            Plan {
-                tmpfs: vec!["/prometheus"],
-                ..Plan::new(
-                    images.component("prometheus")?.into(),
-                    vec![
-                        format!("--config.file={}/prometheus.yml", render::PROM_DIR),
-                        "--storage.tsdb.path=/prometheus".into(),
-                        format!("--web.listen-address={listen}"),
-                        "--web.enable-lifecycle".into(),
-                        // A shared stack's reset deletes every sample (delete_series).
-                        "--web.enable-admin-api".into(),
-                        format!(
-                            "--rules.alert.resend-delay={}",
-                            crate::spec::Dur(eff.resend_delay)
-                        ),
-                    ],
-                    files,
-                    "/-/ready",
-                )
-            }
-        }
-        Kind::Alertmanager => {
-            let text = eff
-                .alertmanager_file
-                .clone()
-                .ok_or_else(|| anyhow!("alertmanager config not rendered"))?;
-            files.push((render::AM_CONFIG.to_string(), text.into_bytes(), 0o644));
-            Plan {
-                tmpfs: vec!["/alertmanager"],
-                ..Plan::new(
-                    images.component("alertmanager")?.into(),
-                    vec![
-                        format!("--config.file={}", render::AM_CONFIG),
-                        "--storage.path=/alertmanager".into(),
-                        format!("--web.listen-address={listen}"),
-                        // A single instance: no gossip settle delay before notifying.
-                        "--cluster.listen-address=".into(),
-                    ],
-                    files,
-                    "/-/ready",
-                )
-            }
-        }
-        Kind::NodeExporter => Plan::new(
-            images.component("node-exporter")?.into(),
-            vec![format!("--web.listen-address={listen}")],
-            files,
-            "/metrics",
-        ),
-        Kind::Fixture => {
-            // The profile as loaded: includes merged, variant applied.
-            let resolved = serde_yaml_ng::to_string(&stack.fixtures[name])?;
-            files.push((
-                "/etc/firedrill/profile.yaml".into(),
-                resolved.into_bytes(),
-                0o644,
-            ));
-            let args: Vec<String> = vec![
-                "fixture".into(),
-                "serve".into(),
-                "--profile".into(),
-                "/etc/firedrill/profile.yaml".into(),
-                "--listen".into(),
-                format!("0.0.0.0:{port}"),
-            ];
-            Plan::new(images.firedrill.clone(), args, files, "/-/ready")
-        }
-        Kind::TeamsMock => {
-            files.push((
-                "/etc/firedrill/teams-token".into(),
-                token.as_bytes().to_vec(),
-                0o600,
-            ));
-            Plan::new(
-                images.firedrill.clone(),
-                vec![
-                    "teams-mock".into(),
-                    "--listen".into(),
-                    format!("0.0.0.0:{port}"),
-                    "--token-file".into(),
-                    "/etc/firedrill/teams-token".into(),
-                ],
-                files,
-                "/-/ready",
-            )
-        }
-        Kind::Grafana => {
-            let image = match &images.grafana {
-                Ok(i) => i.clone(),
-                Err(why) => return Ok(Err(why.clone())),
-            };
-            if let Some(p) = &svc.provisioning {
-                tar_dir(
-                    &stack.source.relative(p),
-                    "/etc/grafana/provisioning",
-                    &mut files,
-                )?;
-            }
-            if let Some(d) = &svc.dashboards {
-                tar_dir(
-                    &stack.source.relative(d),
-                    "/var/lib/grafana/dashboards",
-                    &mut files,
-                )?;
-            }
-            let password = format!("{:032x}", rand::random::<u128>());
-            Plan {
-                env: vec![
-                    format!("GF_SECURITY_ADMIN_PASSWORD={password}"),
-                    format!("GF_SERVER_HTTP_PORT={port}"),
-                    "GF_USERS_ALLOW_SIGN_UP=false".into(),
-                ],
-                ..Plan::new(image, vec![], files, "/api/health")
-            }
-        }
-        Kind::Cadvisor => {
-            let image = match &images.cadvisor {
-                Ok(i) => i.clone(),
-                Err(why) => return Ok(Err(why.clone())),
-            };
-            Plan {
-                binds: [
-                    "/:/rootfs:ro",
-                    "/var/run:/var/run:ro",
-                    "/sys:/sys:ro",
-                    "/var/lib/docker/:/var/lib/docker:ro",
-                ]
-                .map(String::from)
-                .to_vec(),
-                ..Plan::new(image, vec![format!("--port={port}")], files, "/healthz")
-            }
-        }
-        Kind::Postgres => Plan {
-            cmd: vec!["-c".into(), format!("port={port}")],
-            owner: crate::images::IMAGE_USER,
-            ready: Ready::Tcp,
-            ..Plan::new(images.component("postgres")?.into(), vec![], files, "")
-        },
-        Kind::PostgresExporter => Plan::new(
-            images.component("postgres-exporter")?.into(),
-            vec![format!("--web.listen-address={listen}")],
-            files,
-            "/metrics",
-        ),
-    };
-    p.env
-        .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
-    p.cmd.extend(svc.args.iter().cloned());
-    // Secrets: written into the container, never into the user's tree or logs.
-    for s in &svc.secrets {
-        let value = match (&s.teams_mock, &s.env, &s.generated) {
-            (Some(mock), _, _) => {
-                let mport = stack.port(mock);
-                format!("http://{mock}:{mport}/webhook/{token}")
-            }
-            (None, Some(var), _) => std::env::var(var).map_err(|_| {
-                anyhow!(
-                    "secret for {}: environment variable {var} is not set",
-                    s.path
-                )
-            })?,
-            (None, None, Some(g)) => generated[g].clone(),
-            _ => unreachable!("validated in spec"),
-        };
-        p.files.push((s.path.clone(), value.into_bytes(), 0o600));
-    }
-    Ok(Ok(p))
-}
+pub use crate::components::Ready;
 
 impl Running {
     /// Brings the stack up: network, containers, readiness, every target up.
@@ -409,111 +160,32 @@ impl Running {
                 ..Default::default()
             })
             .await
-            .context("creating the run's network")?;
+            .context(Error::Stack, "creating the run's network")?;
         let mut to_check = Vec::new();
         for name in stack.doc.services.keys() {
             let kind = stack.doc.services[name].kind;
             let port = stack.port(name);
-            let p = match plan(name, stack, eff, images, port, &token, &generated)? {
-                Ok(p) => p,
-                Err(why) => {
+            let svc = match plan::plan(name, stack, eff, images, port, &token, &generated)? {
+                plan::Planned::Run(p) => {
+                    running.start_service(name, kind, port, p, &labels).await?
+                }
+                plan::Planned::Skipped(why) => {
                     tracing::warn!("{name}: skipped: {why}");
-                    running.services.insert(
-                        name.clone(),
-                        Service {
-                            name: name.clone(),
-                            kind,
-                            port,
-                            host_port: 0,
-                            container: String::new(),
-                            skipped: Some(why),
-                            ready: Ready::Tcp,
-                        },
-                    );
-                    continue;
+                    Service {
+                        name: name.clone(),
+                        kind,
+                        port,
+                        host_port: 0,
+                        container: String::new(),
+                        skipped: Some(why),
+                        ready: Ready::Tcp,
+                    }
                 }
             };
-            let host_port = free_port()?;
-            let cname = format!("firedrill-{run_id}-{name}");
-            let port_key = format!("{port}/tcp");
-            let config = Config {
-                image: Some(p.image.clone()),
-                cmd: if p.cmd.is_empty() { None } else { Some(p.cmd) },
-                env: Some(p.env),
-                labels: Some(labels.clone()),
-                exposed_ports: Some([(port_key.clone(), HashMap::new())].into()),
-                host_config: Some(HostConfig {
-                    network_mode: Some(network.clone()),
-                    port_bindings: Some(
-                        [(
-                            port_key,
-                            Some(vec![PortBinding {
-                                host_ip: Some("127.0.0.1".into()),
-                                host_port: Some(host_port.to_string()),
-                            }]),
-                        )]
-                        .into(),
-                    ),
-                    binds: if p.binds.is_empty() {
-                        None
-                    } else {
-                        Some(p.binds)
-                    },
-                    tmpfs: if p.tmpfs.is_empty() {
-                        None
-                    } else {
-                        Some(
-                            p.tmpfs
-                                .iter()
-                                .map(|t| (t.to_string(), "mode=1777".to_string()))
-                                .collect(),
-                        )
-                    },
-                    ..Default::default()
-                }),
-                networking_config: Some(bollard::container::NetworkingConfig {
-                    endpoints_config: [(
-                        network.clone(),
-                        EndpointSettings {
-                            aliases: Some(vec![name.clone()]),
-                            ..Default::default()
-                        },
-                    )]
-                    .into(),
-                }),
-                ..Default::default()
-            };
-            let id = docker
-                .create_container(
-                    Some(CreateContainerOptions {
-                        name: cname.clone(),
-                        platform: None,
-                    }),
-                    config,
-                )
-                .await
-                .with_context(|| format!("creating {name} from {}", p.image))?
-                .id;
-            running.services.insert(
-                name.clone(),
-                Service {
-                    name: name.clone(),
-                    kind,
-                    port,
-                    host_port,
-                    container: id.clone(),
-                    skipped: None,
-                    ready: p.ready,
-                },
-            );
-            if !p.files.is_empty() {
-                running.upload(&id, &p.files, p.owner).await?;
+            if svc.skipped.is_none() {
+                to_check.push((name.clone(), svc.ready));
             }
-            docker
-                .start_container(&id, None::<StartContainerOptions<String>>)
-                .await
-                .with_context(|| format!("starting {name}"))?;
-            to_check.push((name.clone(), p.ready));
+            running.services.insert(name.clone(), svc);
         }
         for (name, ready) in to_check {
             running
@@ -523,6 +195,62 @@ impl Running {
         running.wait_targets(stack, eff).await?;
         running.bring_up = started.elapsed();
         Ok(running)
+    }
+
+    /// Creates `name`'s container on the run's network from its plan,
+    /// copies its files in and starts it.
+    async fn start_service(
+        &self,
+        name: &str,
+        kind: Kind,
+        port: u16,
+        p: plan::Plan,
+        labels: &HashMap<String, String>,
+    ) -> Result<Service> {
+        let host_port = plan::free_port()?;
+        let (image, ready, files, owner) = (p.image.clone(), p.ready, p.files.clone(), p.owner);
+        let config = plan::container_config(p, name, &self.network, labels, port, host_port);
+        let id = self
+            .docker
+            .create_container(
+                Some(CreateContainerOptions {
+                    name: format!("firedrill-{}-{name}", self.run_id),
+                    platform: None,
+                }),
+                config,
+            )
+            .await
+            .context(Error::Stack, format!("creating {name} from {image}"))?
+            .id;
+        let started = async {
+            if !files.is_empty() {
+                self.upload(&id, &files, owner).await?;
+            }
+            self.docker
+                .start_container(&id, None::<StartContainerOptions<String>>)
+                .await
+                .context(Error::Stack, format!("starting {name}"))
+        };
+        if let Err(e) = started.await {
+            // Not yet one of the run's services: removed here, not at teardown.
+            // With its anonymous volumes, as the sweep removes them.
+            let force = RemoveContainerOptions {
+                force: true,
+                v: true,
+                ..Default::default()
+            };
+            self.docker.remove_container(&id, Some(force)).await.ok();
+            return Err(e);
+        }
+        Ok(Service {
+            name: name.to_string(),
+            kind,
+            port,
+            host_port,
+            container: id,
+            skipped: None,
+            ready,
+        })
     }
 
     /// The services that do not run (optional components with no image),
@@ -542,17 +270,19 @@ impl Running {
             .collect()
     }
 
+    /// The service `name`; an error if there is none or it is skipped.
     pub fn service(&self, name: &str) -> Result<&Service> {
         let s = self
             .services
             .get(name)
-            .ok_or_else(|| anyhow!("no service `{name}`"))?;
+            .ok_or_else(|| err!(Stack, "no service `{name}`"))?;
         if let Some(why) = &s.skipped {
-            bail!("service `{name}` is skipped: {why}");
+            bail!(Stack, "service `{name}` is skipped: {why}");
         }
         Ok(s)
     }
 
+    /// The URL the harness reaches `name` at.
     pub fn url(&self, name: &str) -> Result<String> {
         Ok(self.service(name)?.url())
     }
@@ -584,12 +314,14 @@ impl Running {
             }
             if !self.is_running(name).await? {
                 bail!(
+                    Stack,
                     "{name} exited during start-up; its last log lines:\n{}",
                     self.logs(name, 20).await
                 );
             }
             if Instant::now() > deadline {
                 bail!(
+                    Stack,
                     "{name} was not ready at {url} after {:?}; its last log lines:\n{}",
                     timeout,
                     self.logs(name, 20).await
@@ -635,18 +367,20 @@ impl Running {
                         self.logs(t.host(), 5).await
                     ));
                 }
-                bail!("scrape targets not up: {}{why}", pending.join("; "));
+                bail!(Stack, "scrape targets not up: {}{why}", pending.join("; "));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
     }
 
+    /// Whether `name`'s container is running.
     pub async fn is_running(&self, name: &str) -> Result<bool> {
         let s = self.service(name)?;
         let i = self.docker.inspect_container(&s.container, None).await?;
         Ok(i.state.and_then(|s| s.running).unwrap_or(false))
     }
 
+    /// The last `lines` lines of `name`'s container log (empty if it cannot be read).
     pub async fn logs(&self, name: &str, lines: usize) -> String {
         let Ok(s) = self.service(name) else {
             return String::new();
@@ -674,6 +408,7 @@ impl Running {
         out
     }
 
+    /// Stops `name`'s container: SIGTERM, then SIGKILL after 5 s.
     pub async fn stop(&self, name: &str) -> Result<()> {
         let s = self.service(name)?;
         self.docker
@@ -682,6 +417,7 @@ impl Running {
         Ok(())
     }
 
+    /// Kills `name`'s container with SIGKILL.
     pub async fn kill(&self, name: &str) -> Result<()> {
         let s = self.service(name)?;
         self.docker
@@ -693,6 +429,7 @@ impl Running {
         Ok(())
     }
 
+    /// Starts `name`'s container again.
     pub async fn start(&self, name: &str) -> Result<()> {
         let s = self.service(name)?;
         self.docker
@@ -701,161 +438,18 @@ impl Running {
         Ok(())
     }
 
+    /// Pauses `name`'s container (its processes freeze).
     pub async fn pause(&self, name: &str) -> Result<()> {
         let s = self.service(name)?;
         self.docker.pause_container(&s.container).await?;
         Ok(())
     }
 
+    /// Resumes `name`'s paused container.
     pub async fn unpause(&self, name: &str) -> Result<()> {
         let s = self.service(name)?;
         self.docker.unpause_container(&s.container).await?;
         Ok(())
-    }
-
-    /// Puts a shared stack back to what a fresh one would be, between
-    /// drills, without restarting Prometheus (a restart costs its 5 s
-    /// target-discovery delay and more):
-    ///
-    /// 1. every container running and unpaused;
-    /// 2. Prometheus reloads a configuration without rule files: no rule is
-    ///    evaluated or sent any more, and the rule state (pending, firing,
-    ///    resolved and still re-sent for 15 minutes) is dropped with the groups;
-    /// 3. Alertmanager restarts on tmpfs: no aggregation group,
-    ///    notification log or silence (a group that flushed once would send
-    ///    its next alert at group_interval, not group_wait); then the
-    ///    fixtures and the Teams mock start over in process (no fault, no
-    ///    series an earlier drill created, no recorded card, and nothing a
-    ///    request still in flight from before brings back);
-    /// 4. everything ready and every target up;
-    /// 5. once a scrape that began before the undo has ended, every sample
-    ///    so far is deleted (the TSDB admin API): queries see only the new drill;
-    /// 6. the rules come back, with fresh state.
-    ///
-    /// Exporters and databases keep running. Returns how long it took.
-    pub async fn reset(&self, stack: &Stack, eff: &Effective) -> Result<Duration> {
-        let started = Instant::now();
-        let live: Vec<&Service> = self
-            .services
-            .values()
-            .filter(|s| s.skipped.is_none())
-            .collect();
-        let mut back = Vec::new();
-        for s in &live {
-            let state = self
-                .docker
-                .inspect_container(&s.container, None)
-                .await?
-                .state
-                .unwrap_or_default();
-            if state.paused == Some(true) {
-                self.unpause(&s.name).await?;
-            } else if state.running != Some(true) {
-                self.start(&s.name).await?;
-                back.push(*s);
-            }
-        }
-        let prom = self.service(&stack.prometheus_service)?;
-        let client = crate::observe::Prometheus::new(prom.url());
-        self.wait_ready(&prom.name, prom.ready, Duration::from_secs(60))
-            .await?;
-        let (config_path, config) = eff
-            .prometheus_files
-            .first()
-            .ok_or_else(|| anyhow!("no rendered prometheus.yml"))?;
-        self.upload(
-            &prom.container,
-            &[(
-                config_path.clone(),
-                render::without_rules(config)?.into_bytes(),
-                0o644,
-            )],
-            0,
-        )
-        .await?;
-        client
-            .reload()
-            .await
-            .context("Prometheus, without its rules")?;
-        // Alertmanager before the mock: once it is restarted, nothing of the
-        // last drill can still be on its way to Teams.
-        let was_up = |s: &&&Service| !back.iter().any(|b| b.name == s.name);
-        let am: Vec<&&Service> = live
-            .iter()
-            .filter(|s| s.kind == Kind::Alertmanager)
-            .filter(was_up)
-            .collect();
-        futures_util::future::try_join_all(am.iter().map(|s| {
-            self.docker
-                .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
-        }))
-        .await
-        .context("restarting Alertmanager")?;
-        for s in &am {
-            self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
-                .await?;
-        }
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()?;
-        let in_process = live
-            .iter()
-            .filter(|s| matches!(s.kind, Kind::Fixture | Kind::TeamsMock))
-            .filter(was_up);
-        futures_util::future::try_join_all(in_process.map(|s| {
-            let req = http.post(format!("{}/-/reset", s.url()));
-            async move {
-                req.send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .with_context(|| format!("resetting {}", s.name))
-            }
-        }))
-        .await?;
-        let undone = Instant::now();
-        for s in &back {
-            self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
-                .await?;
-        }
-        self.wait_targets(stack, eff).await?;
-        // A scrape that began before the undo may still append what it saw.
-        let (_, timeout) = eff.prometheus.config.slowest_scrape();
-        tokio::time::sleep_until((undone + timeout).into()).await;
-        client
-            .delete_until(chrono::Utc::now())
-            .await
-            .context("clearing Prometheus' samples")?;
-        self.upload(
-            &prom.container,
-            &[(config_path.clone(), config.clone().into_bytes(), 0o644)],
-            0,
-        )
-        .await?;
-        client
-            .reload()
-            .await
-            .context("Prometheus, with its rules")?;
-        Ok(started.elapsed())
-    }
-
-    /// Copies files into a container, owned by `owner`.
-    async fn upload(
-        &self,
-        container: &str,
-        files: &[(String, Vec<u8>, u32)],
-        owner: u32,
-    ) -> Result<()> {
-        self.docker
-            .upload_to_container(
-                container,
-                Some(UploadToContainerOptions {
-                    path: "/".to_string(),
-                    ..Default::default()
-                }),
-                tar_files(files, owner)?.into(),
-            )
-            .await
-            .with_context(|| format!("copying files into {container}"))
     }
 
     /// Removes every container and the network of this run.
@@ -895,59 +489,4 @@ fn run_filter(run_id: Option<&str>) -> HashMap<String, Vec<String>> {
         None => RUN_LABEL.to_string(),
     };
     [("label".to_string(), vec![label])].into()
-}
-
-/// Container ids and network ids of one run, or of every run.
-async fn labelled(
-    docker: &Docker,
-    run_id: Option<&str>,
-) -> Result<(Vec<String>, Vec<(String, String)>)> {
-    let filters = run_filter(run_id);
-    let containers = docker
-        .list_containers(Some(ListContainersOptions {
-            all: true,
-            filters: filters.clone(),
-            ..Default::default()
-        }))
-        .await?
-        .into_iter()
-        .filter_map(|c| c.id)
-        .collect();
-    let networks = docker
-        .list_networks(Some(ListNetworksOptions { filters }))
-        .await?
-        .into_iter()
-        .filter_map(|n| Some((n.id?, n.name.unwrap_or_default())))
-        .collect();
-    Ok((containers, networks))
-}
-
-/// Removes the containers and networks of one run, or of every run.
-pub async fn sweep(docker: &Docker, run_id: Option<&str>) -> Result<()> {
-    let (containers, networks) = labelled(docker, run_id).await?;
-    for id in containers {
-        let _ = docker
-            .remove_container(
-                &id,
-                Some(RemoveContainerOptions {
-                    force: true,
-                    v: true,
-                    ..Default::default()
-                }),
-            )
-            .await;
-    }
-    for (id, name) in networks {
-        docker
-            .remove_network(&id)
-            .await
-            .with_context(|| format!("removing network {name}"))?;
-    }
-    Ok(())
-}
-
-/// How many containers and networks are left of one run, or of every run.
-pub async fn leftovers(docker: &Docker, run_id: Option<&str>) -> Result<(usize, usize)> {
-    let (c, n) = labelled(docker, run_id).await?;
-    Ok((c.len(), n.len()))
 }

@@ -2,10 +2,12 @@
 //! background. Every name a step uses (service, alert, route) is checked
 //! against the stack before any container starts.
 
-use super::source::Source;
-use super::stack::{Kind, Stack};
-use super::{Dur, Rate};
+mod validate;
+
 use crate::error::{SpecError, SpecErrors};
+use crate::spec::source::Source;
+use crate::spec::stack::Stack;
+use crate::spec::{Dur, Rate};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,9 +18,12 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoadStep {
+    /// The fixture service the requests go to.
     pub target: String,
+    /// The route path to request, default `/`.
     #[serde(default = "root")]
     pub path: String,
+    /// Requests per second (`20/s`, `600/m`); a shape starts from it.
     pub rate: Rate,
     /// Default: until the drill ends.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -38,25 +43,35 @@ pub struct LoadStep {
     pub in_flight: Option<usize>,
 }
 
+/// A linear change of a load's rate.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Ramp {
+    /// The rate the ramp ends at.
     pub to: Rate,
+    /// How long the ramp takes, from the load's start.
     pub over: Dur,
 }
 
+/// One step of a stepped load.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateStep {
+    /// The rate from `after` on.
     pub rate: Rate,
+    /// When this rate starts, from the load's start.
     pub after: Dur,
 }
 
+/// A burst above a load's base rate.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Spike {
+    /// The rate during the burst.
     pub rate: Rate,
+    /// When the burst starts, from the load's start.
     pub at: Dur,
+    /// How long the burst lasts (`for`).
     #[serde(rename = "for")]
     pub for_: Dur,
 }
@@ -102,8 +117,10 @@ pub struct FixtureSet {
     /// Added to every request's latency.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Dur>,
+    /// The share of requests that fail, 0 to 1 (replaces the route's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_ratio: Option<f64>,
+    /// The status a failed request answers (replaces the route's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error_status: Option<u16>,
     /// Limit the change to one route path (default: all routes).
@@ -133,20 +150,29 @@ pub struct FixtureSet {
     pub amount_factor: Option<f64>,
 }
 
+/// A `chaos` step as written: one action, with its options.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct ChaosStep {
+    /// A service whose container stops (SIGTERM, then SIGKILL after 5 s).
     pub stop: Option<String>,
+    /// A service whose stopped container starts again.
     pub start: Option<String>,
+    /// A service whose container is killed (SIGKILL).
     pub kill: Option<String>,
+    /// A service whose container is paused (its processes freeze).
     pub pause: Option<String>,
+    /// A service whose paused container resumes.
     pub unpause: Option<String>,
     /// A fixture service whose behaviour changes (`set`) or returns to its profile (`reset`).
     pub fixture: Option<String>,
+    /// What changes on `fixture`.
     pub set: Option<FixtureSet>,
     /// A Teams mock that misbehaves (`fault`) or behaves again (`reset`).
     pub teams: Option<String>,
+    /// The fault set on `teams`.
     pub fault: Option<TeamsFault>,
+    /// Undo the `fixture` change or the `teams` fault, default false.
     #[serde(default)]
     pub reset: bool,
 }
@@ -171,22 +197,33 @@ pub struct TeamsFault {
     pub for_: Option<Dur>,
 }
 
+/// What a chaos step does to a service's container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ContainerAction {
+    /// Stops it: SIGTERM, then SIGKILL after 5 s.
     Stop,
+    /// Starts it again.
     Start,
+    /// Kills it with SIGKILL.
     Kill,
+    /// Pauses it: its processes freeze.
     Pause,
+    /// Resumes it after a pause.
     Unpause,
 }
 
 /// A chaos step after validation: exactly one action.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Chaos {
+    /// A container action on a service.
     Container(ContainerAction, String),
+    /// A behaviour change of a fixture service.
     FixtureSet(String, FixtureSet),
+    /// A fixture service returned to its profile.
     FixtureReset(String),
+    /// A fault set on a Teams mock.
     TeamsFault(String, TeamsFault),
+    /// A Teams mock's fault lifted.
     TeamsReset(String),
 }
 
@@ -223,7 +260,8 @@ impl ScenarioDoc {
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
 impl ChaosStep {
-    pub fn action(&self) -> Result<Chaos, String> {
+    /// The one action this step names; an error if it names none or several.
+    pub fn action(&self) -> crate::error::Result<Chaos> {
         use ContainerAction::*;
         let mut found = Vec::new();
         for (a, s) in [
@@ -262,10 +300,13 @@ impl ChaosStep {
     }
 }
 
+/// An `expect_alert` or `expect_resolved` step: an alert to watch.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectAlert {
+    /// The alerting rule's name.
     pub name: String,
+    /// Labels the alert must carry, default none.
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// The longest fault → firing (or undo → resolved) path the team accepts:
@@ -273,20 +314,26 @@ pub struct ExpectAlert {
     pub within: Option<Dur>,
 }
 
+/// Which card an `expect_teams` step waits for.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum TeamsStatus {
+    /// The firing card is posted.
     Firing,
+    /// The resolved card is posted.
     Resolved,
     /// Alertmanager sent the firing card, the (faulted) mock refused it, and
     /// no card was posted: the notification was lost.
     Lost,
 }
 
+/// An `expect_teams` step: a card for an alert reaches the Teams mock.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectTeams {
+    /// The alert the card is for.
     pub alert: String,
+    /// Which card: `firing`, `resolved` or `lost`.
     pub status: TeamsStatus,
     /// The longest fault → Teams (or undo → Teams) path the team accepts.
     pub within: Option<Dur>,
@@ -295,9 +342,11 @@ pub struct ExpectTeams {
     pub allow_late: Option<Dur>,
 }
 
+/// An `expect_quiet` step: no alert fires for a while.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectQuiet {
+    /// How long no alert may fire (`for`), scaled by `time_scale`.
     #[serde(rename = "for")]
     pub for_: Dur,
 }
@@ -307,6 +356,7 @@ pub struct ExpectQuiet {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectDashboards {
+    /// Panels that may have no data, each with a reason.
     #[serde(default)]
     pub expect_empty: Vec<Excused>,
 }
@@ -315,40 +365,57 @@ pub struct ExpectDashboards {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Excused {
+    /// The panel's title or the alert's name (also written `panel` or `alert`).
     #[serde(alias = "panel", alias = "alert")]
     pub name: String,
     /// An allowed alert only with these labels (`{job: cadvisor}`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Why it is excused.
     pub reason: String,
 }
 
+/// A `wait` step: a pause.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Wait {
+    /// How long to wait (`for`), scaled by `time_scale`.
     #[serde(rename = "for")]
     pub for_: Dur,
 }
 
+/// One step of a scenario.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// Starts load in the background.
     Load(LoadStep),
+    /// Sets a fault, or undoes one.
     Chaos(Box<ChaosStep>),
+    /// Waits for an alert to fire within its window.
     ExpectAlert(ExpectAlert),
+    /// Waits for an alert's card on the Teams mock.
     ExpectTeams(ExpectTeams),
+    /// Waits for an alert to resolve after the undo.
     ExpectResolved(ExpectAlert),
+    /// Checks that no alert fires for a while.
     ExpectQuiet(ExpectQuiet),
+    /// Checks that every dashboard panel has data.
     ExpectDashboards(ExpectDashboards),
+    /// Pauses the drill for a while.
     Wait(Wait),
 }
 
+/// A scenario file as written.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScenarioDoc {
+    /// The scenario's name.
     pub name: String,
+    /// What the drill is about, default empty.
     #[serde(default)]
     pub description: String,
+    /// The stack file, relative to the scenario file.
     pub stack: String,
     /// Multiplies every duration of the stack and of the scenario (DESIGN §6).
     #[serde(default = "one")]
@@ -369,61 +436,14 @@ fn one() -> f64 {
 /// A scenario with its stack, both validated.
 #[derive(Debug, Clone)]
 pub struct Scenario {
+    /// The scenario file's text, for located errors.
     pub source: Source,
+    /// The scenario as written.
     pub doc: ScenarioDoc,
+    /// Where the stack file is (`stack`, or the override).
     pub stack_path: PathBuf,
+    /// The stack, loaded and validated.
     pub stack: Stack,
-}
-
-/// A fixture change names only routes and gauges its profile has.
-fn check_set(
-    src: &Source,
-    at: &str,
-    set: &FixtureSet,
-    p: &super::fixture::Profile,
-    errors: &mut Vec<SpecError>,
-) {
-    use super::fixture::MetricType;
-    for g in set.gauges.keys() {
-        match p.family(g) {
-            Some(f) if f.type_ == MetricType::Gauge => {}
-            Some(_) => errors.push(src.error(
-                &format!("{at}.gauges"),
-                format!("`{g}` is not a gauge: only gauges can be pinned"),
-            )),
-            None => {
-                let mut e = src.error(
-                    &format!("{at}.gauges"),
-                    format!("profile `{}` has no family `{g}`", p.name),
-                );
-                let names = p.families.iter().map(|f| f.name.as_str());
-                if let Some(near) = crate::util::closest(g, names) {
-                    e = e.with_help(format!("did you mean `{near}`?"));
-                }
-                errors.push(e);
-            }
-        }
-    }
-    if let Some(r) = &set.route {
-        if p.route(r).is_none() {
-            errors.push(src.error(
-                &format!("{at}.route"),
-                format!("profile `{}` serves no route `{r}`", p.name),
-            ));
-        }
-    }
-    if set.error_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
-        errors.push(src.error(
-            &format!("{at}.error_ratio"),
-            "error_ratio is between 0 and 1",
-        ));
-    }
-    if set
-        .amount_factor
-        .is_some_and(|f| !(f >= 0.0 && f.is_finite()))
-    {
-        errors.push(src.error(&format!("{at}.amount_factor"), "a factor ≥ 0"));
-    }
 }
 
 impl Scenario {
@@ -457,199 +477,7 @@ impl Scenario {
             stack_path,
             stack,
         };
-        s.validate()?;
+        validate::scenario(&s)?;
         Ok(s)
-    }
-
-    fn validate(&self) -> Result<(), SpecErrors> {
-        let src = &self.source;
-        let stack = &self.stack;
-        let mut errors = Vec::new();
-        if !(self.doc.time_scale > 0.0 && self.doc.time_scale <= 1.0) {
-            errors.push(src.error("time_scale", "time_scale is in (0, 1]"));
-        }
-        let alerts: Vec<String> = stack
-            .prometheus
-            .alert_rules()
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        let service = |at: &str, name: &str, errors: &mut Vec<SpecError>| {
-            if stack.service(name).is_none() {
-                let names: Vec<_> = stack.doc.services.keys().cloned().collect();
-                errors.push(
-                    src.error(at, format!("unknown service `{name}`"))
-                        .with_help(format!(
-                            "services of {}: {}",
-                            stack.doc.name,
-                            names.join(", ")
-                        )),
-                );
-                false
-            } else {
-                true
-            }
-        };
-        let alert = |at: &str, name: &str, errors: &mut Vec<SpecError>| {
-            if !alerts.iter().any(|a| a == name) {
-                let mut e = src.error(
-                    at,
-                    format!("no alerting rule is named `{name}` in the stack's rule files"),
-                );
-                if let Some(near) = crate::util::closest(name, alerts.iter().map(String::as_str)) {
-                    e = e.with_help(format!("did you mean `{near}`?"));
-                }
-                errors.push(e);
-            }
-        };
-        if self.doc.steps.is_empty() {
-            errors.push(src.error("steps", "a scenario needs at least one step"));
-        }
-        for (i, step) in self.doc.steps.iter().enumerate() {
-            let at = format!("steps.{i}");
-            match step {
-                Step::Load(l) => {
-                    let shapes = usize::from(l.ramp.is_some())
-                        + usize::from(!l.steps.is_empty())
-                        + usize::from(l.spike.is_some());
-                    if shapes > 1 {
-                        errors.push(src.error(
-                            &format!("{at}.load"),
-                            "a load has one shape: `ramp`, `steps` or `spike`",
-                        ));
-                    }
-                    let max = crate::load::MAX_RATE;
-                    if let Some(r) = l.shape(1.0).rates().into_iter().find(|r| *r > max) {
-                        errors.push(src.error(
-                            &format!("{at}.load.rate"),
-                            format!("{r}/s is above the engine's bound of {max}/s"),
-                        ));
-                    }
-                    if l.in_flight
-                        .is_some_and(|n| n == 0 || n > crate::load::MAX_IN_FLIGHT)
-                    {
-                        errors.push(src.error(
-                            &format!("{at}.load.in_flight"),
-                            format!("in_flight is between 1 and {}", crate::load::MAX_IN_FLIGHT),
-                        ));
-                    }
-                    let at = format!("{at}.load.target");
-                    if service(&at, &l.target, &mut errors) {
-                        match stack.fixtures.get(&l.target) {
-                            None => errors.push(src.error(
-                                &at,
-                                format!(
-                                    "`{}` is not a fixture: load goes to a fixture service",
-                                    l.target
-                                ),
-                            )),
-                            Some(p) if p.route(&l.path).is_none() => errors.push(src.error(
-                                &format!("steps.{i}.load.path"),
-                                format!("fixture `{}` serves no route `{}`", l.target, l.path),
-                            )),
-                            _ => {}
-                        }
-                    }
-                }
-                Step::Chaos(c) => match c.action() {
-                    Err(e) => errors.push(src.error(&format!("{at}.chaos"), e)),
-                    Ok(Chaos::Container(_, s)) => {
-                        service(&format!("{at}.chaos"), &s, &mut errors);
-                    }
-                    Ok(Chaos::FixtureSet(s, _)) | Ok(Chaos::FixtureReset(s)) => {
-                        let at_f = format!("{at}.chaos.fixture");
-                        if service(&at_f, &s, &mut errors)
-                            && stack.service(&s).map(|x| x.kind) != Some(Kind::Fixture)
-                        {
-                            errors
-                                .push(src.error(&at_f, format!("`{s}` is not a fixture service")));
-                        }
-                        if let (Some(set), Some(p)) = (&c.set, stack.fixtures.get(&s)) {
-                            check_set(src, &format!("{at}.chaos.set"), set, p, &mut errors);
-                        }
-                    }
-                    Ok(Chaos::TeamsFault(t, _)) | Ok(Chaos::TeamsReset(t)) => {
-                        let at_t = format!("{at}.chaos.teams");
-                        if service(&at_t, &t, &mut errors)
-                            && stack.service(&t).map(|x| x.kind) != Some(Kind::TeamsMock)
-                        {
-                            errors.push(
-                                src.error(&at_t, format!("`{t}` is not a teams-mock service")),
-                            );
-                        }
-                        if let Some(f) = &c.fault {
-                            let at_f = format!("{at}.chaos.fault");
-                            if f.status.is_some_and(|s| !(400..=599).contains(&s)) {
-                                errors.push(src.error(
-                                    &format!("{at_f}.status"),
-                                    "a fault status is an error status, 400-599",
-                                ));
-                            }
-                            if f.status.is_some() && f.error_text.is_some() {
-                                errors.push(src.error(
-                                    &at_f,
-                                    "a fault answers `status` or `error_text`, not both",
-                                ));
-                            }
-                            if f.status.is_none() && f.delay.is_none() && f.error_text.is_none() {
-                                errors.push(src.error(
-                                    &at_f,
-                                    "a fault sets `status`, `delay` or `error_text`",
-                                ));
-                            }
-                        }
-                    }
-                },
-                Step::ExpectAlert(a) | Step::ExpectResolved(a) => {
-                    let kind = if matches!(step, Step::ExpectAlert(_)) {
-                        "expect_alert"
-                    } else {
-                        "expect_resolved"
-                    };
-                    alert(&format!("{at}.{kind}.name"), &a.name, &mut errors);
-                }
-                Step::ExpectTeams(t) => {
-                    alert(&format!("{at}.expect_teams.alert"), &t.alert, &mut errors);
-                    if !stack
-                        .doc
-                        .services
-                        .values()
-                        .any(|s| s.kind == Kind::TeamsMock)
-                    {
-                        errors.push(src.error(
-                            &format!("{at}.expect_teams"),
-                            "the stack has no teams-mock service",
-                        ));
-                    }
-                }
-                Step::ExpectDashboards(d) => {
-                    let titles = crate::panels::panel_titles(stack);
-                    if titles.is_empty() {
-                        errors.push(src.error(
-                            &format!("{at}.expect_dashboards"),
-                            "the stack provisions no dashboard",
-                        ));
-                    }
-                    for (j, e) in d.expect_empty.iter().enumerate() {
-                        if !titles.iter().any(|(_, t)| *t == e.name) {
-                            let mut err = src.error(
-                                &format!("{at}.expect_dashboards.expect_empty.{j}"),
-                                format!("no dashboard of the stack has a panel `{}`", e.name),
-                            );
-                            let names = titles.iter().map(|(_, t)| t.as_str());
-                            if let Some(near) = crate::util::closest(&e.name, names) {
-                                err = err.with_help(format!("did you mean `{near}`?"));
-                            }
-                            errors.push(err);
-                        }
-                    }
-                }
-                Step::ExpectQuiet(_) | Step::Wait(_) => {}
-            }
-        }
-        for (j, a) in self.doc.allow_alerts.iter().enumerate() {
-            alert(&format!("allow_alerts.{j}"), &a.name, &mut errors);
-        }
-        SpecErrors { errors }.into_result()
     }
 }

@@ -6,13 +6,62 @@
 //! judges that need no evidence beyond their arguments: a scenario's lower
 //! bound, and the false-alert guard.
 
+use crate::render::Effective;
 use crate::spec::prometheus::{job_targets, AlertRule};
 use crate::spec::scenario::{Chaos, ScenarioDoc, Step, TeamsStatus};
-use crate::stack::render::Effective;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+pub mod teams;
+
+/// How one step (or precondition) ended.
+#[derive(Debug, Clone, Copy, serde::Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// The stack kept its promise.
+    Pass,
+    /// The stack did not keep a promise.
+    Fail,
+    /// The drill could not establish what the judgement needs (a load
+    /// that got no answer, a baseline that never calmed, a stalled
+    /// machine): no verdict on the stack.
+    Inconclusive,
+}
+
+/// A judgement: its status and what was seen, in a line.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Outcome {
+    /// How it ended.
+    pub status: Status,
+    /// What was seen, in a line.
+    pub message: String,
+}
+
+impl Outcome {
+    /// A kept promise.
+    pub fn pass(m: impl Into<String>) -> Self {
+        Outcome {
+            status: Status::Pass,
+            message: m.into(),
+        }
+    }
+    /// A broken promise.
+    pub fn fail(m: impl Into<String>) -> Self {
+        Outcome {
+            status: Status::Fail,
+            message: m.into(),
+        }
+    }
+    /// No judgement possible; the message says why.
+    pub fn inconclusive(m: impl Into<String>) -> Self {
+        Outcome {
+            status: Status::Inconclusive,
+            message: m.into(),
+        }
+    }
+}
 
 /// Fixed allowance for container and HTTP latency, on top of one evaluation interval.
 pub const BASE_SLACK: Duration = Duration::from_secs(2);
@@ -20,15 +69,26 @@ pub const BASE_SLACK: Duration = Duration::from_secs(2);
 /// The intervals that bound one alert's journey.
 #[derive(Debug, Clone, Serialize)]
 pub struct Timing {
+    /// The scrape interval of the alert's job (or the slowest job).
     pub scrape_interval: Duration,
+    /// Its scrape timeout.
     pub scrape_timeout: Duration,
+    /// The rule group's evaluation interval.
     pub eval_interval: Duration,
+    /// The widest range window of the expression (`[5m]`).
     pub lookback: Duration,
+    /// The rule's `for`.
     pub for_: Duration,
+    /// The rule's `keep_firing_for`.
     pub keep_firing_for: Duration,
+    /// The receiver the alert's route sends to, if one matches.
     pub receiver: Option<String>,
+    /// The route's `group_wait`.
     pub group_wait: Duration,
+    /// The route's `group_interval`.
     pub group_interval: Duration,
+    /// Allowance for container and HTTP latency: [`BASE_SLACK`] or one
+    /// evaluation interval, whichever is longer.
     pub slack: Duration,
     /// Latency the undo took away: requests already in flight still take
     /// it, and are observed when they end.
@@ -47,6 +107,8 @@ impl Timing {
         Some((rule, t))
     }
 
+    /// The timing of `rule` for an alert with `labels`: its job's scrape
+    /// settings and the route its labels take.
     pub fn for_alert(
         eff: &Effective,
         rule: &AlertRule,
@@ -102,6 +164,7 @@ impl Timing {
         self.resolve_bound() + self.group_interval
     }
 
+    /// How the firing bound is made up, for the report.
     pub fn explain_fire(&self) -> String {
         format!(
             "D {} (scrape {} + timeout {} + window {}) + for {} + 2×eval {} + slack {}",
@@ -123,20 +186,33 @@ fn s(d: Duration) -> String {
 /// What was measured for one alert in one drill.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Breakdown {
+    /// The alert's name.
     pub alert: String,
+    /// The labels the scenario expects it with.
     pub labels: BTreeMap<String, String>,
+    /// When the fault was set.
     pub fault_at: Option<DateTime<Utc>>,
+    /// When the rule expression first returned a matching series.
     pub expr_true_at: Option<DateTime<Utc>>,
+    /// When the alert became pending (`activeAt`).
     pub pending_at: Option<DateTime<Utc>>,
+    /// When it first fired (the ALERTS series' first firing sample).
     pub firing_at: Option<DateTime<Utc>>,
+    /// When Alertmanager first held it.
     pub alertmanager_at: Option<DateTime<Utc>>,
+    /// When its firing card reached the Teams mock.
     pub teams_at: Option<DateTime<Utc>>,
+    /// When the fault was undone.
     pub undo_at: Option<DateTime<Utc>>,
+    /// When it was gone from Prometheus.
     pub resolved_at: Option<DateTime<Utc>>,
+    /// When its resolved card reached the Teams mock.
     pub teams_resolved_at: Option<DateTime<Utc>>,
+    /// The bounds its configuration gives.
     pub timing: Option<Timing>,
 }
 
+/// From `a` to `b`, when both were seen (zero if `b` came first).
 pub fn between(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<Duration> {
     let (a, b) = (a?, b?);
     Some((b - a).to_std().unwrap_or(Duration::ZERO))
@@ -145,94 +221,87 @@ pub fn between(a: Option<DateTime<Utc>>, b: Option<DateTime<Utc>>) -> Option<Dur
 impl Breakdown {
     /// The breakdown as the terminal shows it.
     pub fn render(&self, time_scale: f64) -> String {
-        let mut out = String::new();
         let labels: Vec<String> = self
             .labels
             .iter()
             .map(|(k, v)| format!("{k}=\"{v}\""))
             .collect();
-        out.push_str(&format!("  {}{{{}}}", self.alert, labels.join(",")));
+        let mut out = format!("  {}{{{}}}", self.alert, labels.join(","));
         if (time_scale - 1.0).abs() > f64::EPSILON {
             out.push_str(&format!(
                 "   (time_scale {time_scale}: stack durations ×{time_scale})"
             ));
         }
         out.push('\n');
-        let row = |out: &mut String, what: &str, d: Option<Duration>, note: String| {
+        for (what, d, note) in self.rows() {
             let v = d.map(s).unwrap_or_else(|| "—".into());
             out.push_str(&format!("    {what:<26}{v:>9}  {note}\n"));
-        };
-        let t = self.timing.as_ref();
-        row(
-            &mut out,
-            "fault → expr true",
-            between(self.fault_at, self.expr_true_at),
-            t.map(|t| format!("≤ {} (scrape + timeout + window)", s(t.detect())))
-                .unwrap_or_default(),
-        );
-        row(
-            &mut out,
-            "expr true → pending",
-            between(self.expr_true_at, self.pending_at),
-            t.map(|t| format!("≤ eval {}", s(t.eval_interval)))
-                .unwrap_or_default(),
-        );
-        row(
-            &mut out,
-            "pending → firing",
-            between(self.pending_at, self.firing_at),
-            t.map(|t| format!("for {}", s(t.for_))).unwrap_or_default(),
-        );
-        row(
-            &mut out,
-            "firing → Alertmanager",
-            between(self.firing_at, self.alertmanager_at),
-            String::new(),
-        );
-        row(
-            &mut out,
-            "Alertmanager → Teams",
-            between(self.alertmanager_at, self.teams_at),
-            t.map(|t| format!("group_wait {}", s(t.group_wait)))
-                .unwrap_or_default(),
-        );
-        row(
-            &mut out,
-            "fault → Teams (total)",
-            between(self.fault_at, self.teams_at),
-            t.map(|t| {
-                format!(
-                    "window {} = {} + group_wait {}",
-                    s(t.teams_bound()),
-                    t.explain_fire(),
-                    s(t.group_wait)
-                )
-            })
-            .unwrap_or_default(),
-        );
+        }
+        out
+    }
+
+    /// Each stage: its name, how long it took (if both ends were seen), and
+    /// the bound the configuration gives it.
+    pub fn rows(&self) -> Vec<(&'static str, Option<Duration>, String)> {
+        let note = |f: &dyn Fn(&Timing) -> String| self.timing.as_ref().map(f).unwrap_or_default();
+        let mut rows = vec![
+            (
+                "fault → expr true",
+                between(self.fault_at, self.expr_true_at),
+                note(&|t| format!("≤ {} (scrape + timeout + window)", s(t.detect()))),
+            ),
+            (
+                "expr true → pending",
+                between(self.expr_true_at, self.pending_at),
+                note(&|t| format!("≤ eval {}", s(t.eval_interval))),
+            ),
+            (
+                "pending → firing",
+                between(self.pending_at, self.firing_at),
+                note(&|t| format!("for {}", s(t.for_))),
+            ),
+            (
+                "firing → Alertmanager",
+                between(self.firing_at, self.alertmanager_at),
+                String::new(),
+            ),
+            (
+                "Alertmanager → Teams",
+                between(self.alertmanager_at, self.teams_at),
+                note(&|t| format!("group_wait {}", s(t.group_wait))),
+            ),
+            (
+                "fault → Teams (total)",
+                between(self.fault_at, self.teams_at),
+                note(&|t| {
+                    format!(
+                        "window {} = {} + group_wait {}",
+                        s(t.teams_bound()),
+                        t.explain_fire(),
+                        s(t.group_wait)
+                    )
+                }),
+            ),
+        ];
         if self.undo_at.is_some() {
-            row(
-                &mut out,
+            rows.push((
                 "undo → resolved",
                 between(self.undo_at, self.resolved_at),
-                t.map(|t| format!("≤ {}", s(t.resolve_bound())))
-                    .unwrap_or_default(),
-            );
-            row(
-                &mut out,
+                note(&|t| format!("≤ {}", s(t.resolve_bound()))),
+            ));
+            rows.push((
                 "undo → Teams resolved",
                 between(self.undo_at, self.teams_resolved_at),
-                t.map(|t| {
+                note(&|t| {
                     format!(
                         "≤ {} (+ group_interval {})",
                         s(t.teams_resolved_bound()),
                         s(t.group_interval)
                     )
-                })
-                .unwrap_or_default(),
-            );
+                }),
+            ));
         }
-        out
+        rows
     }
 }
 
@@ -467,7 +536,7 @@ mod tests {
             .join("scenarios")
             .join(format!("{name}.yaml"));
         let sc = crate::spec::scenario::Scenario::load(&path, None).unwrap();
-        let eff = crate::stack::render::render(&sc.stack, sc.doc.time_scale).unwrap();
+        let eff = crate::render::render(&sc.stack, sc.doc.time_scale).unwrap();
         lower_bound(&sc.doc, &eff, inputs)
     }
 

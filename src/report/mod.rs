@@ -1,65 +1,41 @@
 //! Results: per-step outcomes, per-alert breakdowns, load summaries; printed
 //! for people and written as JSON for machines. Secrets never reach it.
 
-use crate::error::SpecErrors;
+mod junit;
+
+mod text;
+
+pub use junit::{junit, lint_junit};
+pub use text::{event_text, suite_summary};
+
 use crate::load::LoadSummary;
 use crate::spec::scenario::{Scenario, Step};
 use crate::verify::Breakdown;
 use serde::Serialize;
 use std::time::Duration;
 
-/// How one step (or precondition) ended.
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    /// The stack did not keep a promise.
-    Fail,
-    /// The drill could not establish what the judgement needs (a load
-    /// that got no answer, a baseline that never calmed, a stalled
-    /// machine): no verdict on the stack.
-    Inconclusive,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub status: Status,
-    pub message: String,
-}
-
-impl Outcome {
-    pub fn pass(m: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Pass,
-            message: m.into(),
-        }
-    }
-    pub fn fail(m: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Fail,
-            message: m.into(),
-        }
-    }
-    pub fn inconclusive(m: impl Into<String>) -> Self {
-        Outcome {
-            status: Status::Inconclusive,
-            message: m.into(),
-        }
-    }
-}
+pub use crate::verify::{Outcome, Status};
 
 /// What a line of the drill's report is: a scenario step, or a
 /// precondition the drill established before the step it guards.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum StepKind {
+    /// A `load` step: traffic started against a fixture.
     Load,
+    /// A `chaos` step: a fault injected or undone.
     Chaos,
+    /// A `wait` step: a pause.
     Wait,
+    /// An `expect_quiet` step: no alert may fire for a while.
     ExpectQuiet,
+    /// An `expect_alert` step: an alert must fire.
     ExpectAlert,
+    /// An `expect_resolved` step: an alert must resolve.
     ExpectResolved,
+    /// An `expect_teams` step: a Teams card must arrive (or be lost).
     ExpectTeams,
+    /// An `expect_dashboards` step: every dashboard panel must have data.
     ExpectDashboards,
     /// Precondition: the loads answer and Prometheus holds their series.
     Warm,
@@ -70,6 +46,7 @@ pub enum StepKind {
 }
 
 impl StepKind {
+    /// The kind of a scenario step.
     pub fn of(step: &Step) -> StepKind {
         match step {
             Step::Load(_) => StepKind::Load,
@@ -83,6 +60,7 @@ impl StepKind {
         }
     }
 
+    /// The kind's name as written in scenarios and reports (`expect_alert`).
     pub fn name(self) -> &'static str {
         match self {
             StepKind::Load => "load",
@@ -108,6 +86,7 @@ impl StepKind {
         )
     }
 
+    /// Whether it is a precondition (`warm`, `calm`, `covered`) rather than a scenario step.
     pub fn is_precondition(self) -> bool {
         matches!(self, StepKind::Warm | StepKind::Calm | StepKind::Covered)
     }
@@ -119,17 +98,23 @@ impl std::fmt::Display for StepKind {
     }
 }
 
+/// The outcome of one step or precondition of a drill.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {
     /// The scenario step (from 0); a precondition carries the step it guards.
     pub index: usize,
+    /// What the line is: a step kind or a precondition.
     pub kind: StepKind,
+    /// Pass, fail or inconclusive.
     pub status: Status,
+    /// What was found, for people.
     pub message: String,
+    /// How long it took, in seconds.
     pub seconds: f64,
 }
 
 impl StepResult {
+    /// A result from an outcome and the time the step took.
     pub fn new(index: usize, kind: StepKind, o: Outcome, took: Duration) -> Self {
         StepResult {
             index,
@@ -140,6 +125,7 @@ impl StepResult {
         }
     }
 
+    /// The terminal line: mark, step number, kind, seconds and message.
     pub fn line(&self) -> String {
         let mark = match self.status {
             Status::Pass => "✓",
@@ -164,6 +150,7 @@ impl StepResult {
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
+    /// Every step and the false-alert guard passed at the first try.
     Passed,
     /// Passed on a retry after failing or being inconclusive: not green.
     Flaky,
@@ -178,6 +165,7 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict in capitals, as printed (`PASSED`).
     pub fn word(self) -> &'static str {
         match self {
             Verdict::Passed => "PASSED",
@@ -193,8 +181,11 @@ impl Verdict {
 /// An earlier run of a drill that was retried.
 #[derive(Debug, Clone, Serialize)]
 pub struct Attempt {
+    /// How that run ended.
     pub verdict: Verdict,
+    /// That run's id.
     pub run_id: String,
+    /// How long that run took (seconds in JSON).
     #[serde(with = "secs")]
     pub wall: Duration,
     /// Why it was not green: its first failed or inconclusive line.
@@ -203,34 +194,48 @@ pub struct Attempt {
     pub step: Option<(usize, StepKind)>,
 }
 
+/// Everything one drill did and found: printed, and written as JSON.
 #[derive(Debug, Clone, Serialize)]
 pub struct DrillReport {
+    /// The scenario's name.
     pub scenario: String,
+    /// The scenario file's path.
     pub file: String,
+    /// The stack's name.
     pub stack: String,
+    /// The run id of the stack it ran on.
     pub run_id: String,
+    /// The drill's verdict, retries included.
     pub verdict: Verdict,
     /// The stack was brought up for this drill's wave (else: reset, shared).
     pub fresh_stack: bool,
     /// The drills that ran on the stack at the same time.
     pub beside: Vec<String>,
+    /// The scenario's `time_scale`.
     pub time_scale: f64,
+    /// How long bringing up (or resetting) the stack took (seconds in JSON).
     #[serde(with = "secs")]
     pub bring_up: Duration,
+    /// How long the drill itself took (seconds in JSON).
     #[serde(with = "secs")]
     pub wall: Duration,
     /// The least time the steps can take on this stack (DESIGN §6).
     #[serde(with = "secs")]
     pub lower_bound: Duration,
+    /// Services that were not started, each with the reason.
     pub skipped_services: Vec<(String, String)>,
+    /// Each step and precondition, in order.
     pub steps: Vec<StepResult>,
+    /// What was measured for each alert the drill provoked.
     pub breakdowns: Vec<Breakdown>,
+    /// What each load of the drill did.
     pub loads: Vec<LoadReport>,
     /// Steps left out after a failure (fail-fast) or a precondition that
     /// could not be established.
     pub not_run: usize,
     /// An error that stopped the drill (bring-up failure, interruption).
     pub error: Option<String>,
+    /// The drill was stopped by a signal.
     pub interrupted: bool,
     /// Alerts that fired though no step expected them (the false-alert guard).
     pub unexpected_alerts: Vec<String>,
@@ -243,8 +248,11 @@ pub struct DrillReport {
 /// One load of a drill: where it went and what it did.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
+    /// The fixture service the load was sent to.
     pub target: String,
+    /// The HTTP path it requested.
     pub path: String,
+    /// Requests, errors and latencies of the load.
     #[serde(flatten)]
     pub summary: LoadSummary,
 }
@@ -259,6 +267,7 @@ mod secs {
 }
 
 impl DrillReport {
+    /// An empty report for scenario `s` on run `run_id`, passed until judged.
     pub fn new(s: &Scenario, run_id: &str) -> Self {
         DrillReport {
             scenario: s.doc.name.clone(),
@@ -307,6 +316,7 @@ impl DrillReport {
         self.verdict == Verdict::Passed
     }
 
+    /// The steps and preconditions that failed.
     pub fn failures(&self) -> Vec<&StepResult> {
         self.steps
             .iter()
@@ -338,173 +348,35 @@ impl DrillReport {
         }
         String::new()
     }
-
-    /// The end-of-drill summary for the terminal.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        for (name, why) in &self.skipped_services {
-            out.push_str(&format!("  skipped service {name}: {why}\n"));
-        }
-        if !self.breakdowns.is_empty() {
-            out.push_str("  breakdown (measured, with the window each was checked against):\n");
-            for b in &self.breakdowns {
-                out.push_str(&b.render(self.time_scale));
-            }
-        }
-        for l in &self.loads {
-            out.push_str(&format!(
-                "  load {}{}: {}\n",
-                l.target,
-                l.path,
-                l.summary.line()
-            ));
-        }
-        if self.not_run > 0 {
-            out.push_str(&format!("  {} step(s) not run\n", self.not_run));
-        }
-        if let Some(e) = &self.error {
-            out.push_str(&format!("  error: {e}\n"));
-        }
-        for p in &self.panels {
-            if !matches!(p.verdict, crate::panels::Verdict::Data { .. }) {
-                out.push_str(&format!("  panel {}\n", p.line()));
-            }
-        }
-        for a in &self.unexpected_alerts {
-            out.push_str(&format!(
-                "  ✗ false alert: {a} fired and no step expected it (list it in allow_alerts, with a reason, if it should)\n"
-            ));
-        }
-        for (i, a) in self.attempts.iter().enumerate() {
-            out.push_str(&format!(
-                "  attempt {} of {}: {} in {:.1}s (run {}): {}\n",
-                i + 1,
-                self.attempts.len() + 1,
-                a.verdict.word(),
-                a.wall.as_secs_f64(),
-                a.run_id,
-                a.why
-            ));
-        }
-        let (pre, steps): (Vec<&StepResult>, Vec<&StepResult>) =
-            self.steps.iter().partition(|s| s.kind.is_precondition());
-        let bad = |v: &[&StepResult]| v.iter().filter(|s| s.status != Status::Pass).count();
-        out.push_str(&format!(
-            "{} {} — {} step(s), {} not passed; {} precondition(s), {} not established; stack up in {:.1}s, drill {:.1}s, lower bound {:.1}s (run {})\n",
-            self.verdict.word(),
-            self.scenario,
-            steps.len(),
-            bad(&steps),
-            pre.len(),
-            bad(&pre),
-            self.bring_up.as_secs_f64(),
-            self.wall.as_secs_f64(),
-            self.lower_bound.as_secs_f64(),
-            self.run_id
-        ));
-        out
-    }
 }
 
 /// What a suite reports as it goes.
 pub enum Event<'a> {
     /// Drills start on a stack just brought up (`fresh`) or reset.
     Wave {
+        /// The stack's name.
         stack: &'a str,
+        /// The run id of the stack.
         run_id: &'a str,
+        /// Whether the stack was brought up fresh rather than reset.
         fresh: bool,
+        /// How long the bring-up or reset took.
         took: Duration,
+        /// The scenario files of the drills in the wave.
         scenarios: &'a [String],
     },
     /// A step or precondition ended; `beside`: other drills run on the
     /// stack at the same time.
     Step {
+        /// The scenario's name.
         scenario: &'a str,
+        /// Whether other drills run on the stack at the same time.
         beside: bool,
+        /// The step's result.
         step: &'a StepResult,
     },
     /// A drill ended.
     Done(&'a DrillReport),
-}
-
-/// One line (or block) of the terminal view for a suite's event.
-pub fn event_text(e: &Event<'_>) -> String {
-    match e {
-        Event::Wave {
-            stack,
-            run_id,
-            fresh,
-            took,
-            scenarios,
-        } => {
-            let how = if *fresh { "brought up" } else { "reset" };
-            let mut out = String::new();
-            for s in scenarios.iter() {
-                out.push_str(&format!(
-                    "drill {s}
-"
-                ));
-            }
-            let together = if scenarios.len() > 1 {
-                format!("; {} drills at once", scenarios.len())
-            } else {
-                String::new()
-            };
-            out.push_str(&format!(
-                "  stack {stack} {how} in {:.1}s (run {run_id}){together}\n",
-                took.as_secs_f64()
-            ));
-            out
-        }
-        Event::Step {
-            scenario,
-            beside,
-            step,
-        } => {
-            if *beside {
-                format!("  [{scenario}]{}\n", step.line())
-            } else {
-                format!("{}\n", step.line())
-            }
-        }
-        Event::Done(r) => r.render(),
-    }
-}
-
-/// A progress bar for a long wait, drawn while it lives and cleared when
-/// dropped; it fills with time towards the wait's bound.
-pub struct WaitBar {
-    bar: indicatif::ProgressBar,
-    ticker: tokio::task::JoinHandle<()>,
-}
-
-impl WaitBar {
-    pub fn start(on: &indicatif::MultiProgress, what: String, bound: Duration) -> WaitBar {
-        let bar = on.add(indicatif::ProgressBar::new(bound.as_millis() as u64));
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "  {spinner} {msg:60!} [{bar:24}] {elapsed:>4} of {prefix}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_prefix(crate::util::secs(bound));
-        bar.set_message(what);
-        let b = bar.clone();
-        let t0 = std::time::Instant::now();
-        let ticker = tokio::spawn(async move {
-            loop {
-                b.set_position(t0.elapsed().as_millis() as u64);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        });
-        WaitBar { bar, ticker }
-    }
-}
-
-impl Drop for WaitBar {
-    fn drop(&mut self) {
-        self.ticker.abort();
-        self.bar.finish_and_clear();
-    }
 }
 
 /// How many drills ended with each verdict.
@@ -516,52 +388,15 @@ pub fn tally(reports: &[DrillReport]) -> std::collections::BTreeMap<Verdict, usi
     t
 }
 
-/// A suite's totals: verdicts, wall time, the sum of its drills' lower
-/// bounds, and how far above that the suite ran.
-pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
-    let t = tally(reports);
-    let n = |v: Verdict| t.get(&v).copied().unwrap_or(0);
-    let bound: Duration = reports.iter().map(|r| r.lower_bound).sum();
-    let ratio = if bound.is_zero() {
-        String::new()
-    } else {
-        format!(
-            ", {:.2}× the bound",
-            wall.as_secs_f64() / bound.as_secs_f64()
-        )
-    };
-    let stacks: std::collections::BTreeSet<&str> = reports
-        .iter()
-        .map(|r| r.run_id.as_str())
-        .filter(|id| !id.is_empty())
-        .collect();
-    let mut counts = format!(
-        "{} passed, {} failed, {} inconclusive, {} flaky",
-        n(Verdict::Passed),
-        n(Verdict::Failed),
-        n(Verdict::Inconclusive),
-        n(Verdict::Flaky)
-    );
-    for v in [Verdict::Error, Verdict::Interrupted] {
-        if n(v) > 0 {
-            counts.push_str(&format!(", {} {}", n(v), v.word().to_lowercase()));
-        }
-    }
-    format!(
-        "{counts}, on {} stack(s); suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
-        stacks.len(),
-        wall.as_secs_f64(),
-        bound.as_secs_f64()
-    )
-}
-
 /// The process exit code for a suite: 0 all passed (flaky ones too with
 /// `flaky_ok`), 2 a drill could not run, 1 one failed, 3 one was
 /// inconclusive, 4 one was flaky; the first that applies, in that order.
 pub fn exit_code(reports: &[DrillReport], flaky_ok: bool) -> i32 {
     let t = tally(reports);
     let has = |v: Verdict| t.contains_key(&v);
-    if has(Verdict::Error) || has(Verdict::Interrupted) {
+    if has(Verdict::Interrupted) {
+        crate::error::Error::Interrupted.exit_code()
+    } else if has(Verdict::Error) {
         2
     } else if has(Verdict::Failed) {
         1
@@ -574,98 +409,7 @@ pub fn exit_code(reports: &[DrillReport], flaky_ok: bool) -> i32 {
     }
 }
 
-/// Drill reports as JUnit XML: a suite per drill, a test case per check
-/// (expectations and preconditions), one for the false-alert guard, one for
-/// bring-up when it failed. A failed expectation is a `<failure>`; an
-/// inconclusive one an `<error>` (the stack was not judged); a drill that
-/// passed on a retry carries its earlier runs as flaky reruns.
-pub fn junit(reports: &[DrillReport]) -> String {
-    use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestRerun, TestSuite};
-    let status_of = |kind: NonSuccessKind, msg: &str| {
-        let mut s = TestCaseStatus::non_success(kind);
-        s.set_message(msg.lines().next().unwrap_or_default().to_string());
-        s.set_description(msg.to_string());
-        s
-    };
-    let mut out = Report::new("firedrill");
-    for r in reports {
-        let mut suite = TestSuite::new(r.scenario.clone());
-        if let Some(e) = &r.error {
-            suite.add_test_case(TestCase::new(
-                "bring-up and run",
-                status_of(NonSuccessKind::Error, e),
-            ));
-        }
-        for st in r.steps.iter().filter(|s| s.kind.is_check()) {
-            let mut status = match st.status {
-                Status::Pass => TestCaseStatus::success(),
-                Status::Fail => status_of(NonSuccessKind::Failure, &st.message),
-                Status::Inconclusive => status_of(NonSuccessKind::Error, &st.message),
-            };
-            // An earlier run that this check failed: a flaky rerun of it.
-            if st.status == Status::Pass {
-                for a in r
-                    .attempts
-                    .iter()
-                    .filter(|a| a.step == Some((st.index, st.kind)))
-                {
-                    let kind = match a.verdict {
-                        Verdict::Inconclusive => NonSuccessKind::Error,
-                        _ => NonSuccessKind::Failure,
-                    };
-                    let mut rerun = TestRerun::new(kind);
-                    rerun.set_message(format!(
-                        "{} (run {}): {}",
-                        a.verdict.word(),
-                        a.run_id,
-                        a.why
-                    ));
-                    status.add_rerun(rerun);
-                }
-            }
-            let name = if st.kind.is_precondition() {
-                format!("{:02} {} (precondition)", st.index + 1, st.kind)
-            } else {
-                format!("{:02} {}", st.index + 1, st.kind)
-            };
-            let mut tc = TestCase::new(name, status);
-            tc.set_time(Duration::from_secs_f64(st.seconds));
-            tc.set_system_out(st.message.clone());
-            suite.add_test_case(tc);
-        }
-        if r.guard_ran() {
-            let status = if r.unexpected_alerts.is_empty() {
-                TestCaseStatus::success()
-            } else {
-                status_of(
-                    NonSuccessKind::Failure,
-                    &format!(
-                        "fired, and no step expected it: {}",
-                        r.unexpected_alerts.join(", ")
-                    ),
-                )
-            };
-            suite.add_test_case(TestCase::new("no false alert", status));
-        }
-        out.add_test_suite(suite);
-    }
-    out.to_string().unwrap_or_default()
-}
-
-/// Input errors as people read them: file:line:col, the line, a caret.
-pub fn render_spec_errors(e: &SpecErrors) -> String {
-    let mut out = String::new();
-    for err in &e.errors {
-        let mut s = String::new();
-        let handler =
-            miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
-        if handler.render_report(&mut s, err).is_err() {
-            s = err.to_string();
-        }
-        out.push_str(&s);
-    }
-    out.trim_end().to_string()
-}
+pub use crate::error::render_spec_errors;
 
 #[cfg(test)]
 mod tests {
@@ -742,7 +486,14 @@ mod tests {
         let mut e = report();
         e.error = Some("bring-up failed".into());
         e.verdict = e.judge();
-        assert_eq!(exit_code(&[r, f, e], false), 2);
+        assert_eq!(exit_code(&[r.clone(), f.clone(), e.clone()], false), 2);
+        // A signal outranks everything: the run did not finish.
+        let mut i = report();
+        i.interrupted = true;
+        i.error = Some("interrupted".into());
+        i.verdict = i.judge();
+        assert_eq!(i.verdict, Verdict::Interrupted);
+        assert_eq!(exit_code(&[r, f, e, i], false), 130);
         let s = suite_summary(&[report()], Duration::from_secs(10));
         assert!(s.contains("0 inconclusive, 0 flaky"), "{s}");
     }

@@ -3,6 +3,7 @@
 //! re-parsed so that the timing model reads exactly what Prometheus and
 //! Alertmanager load.
 
+use crate::error::{err, Context, Error, Result};
 use crate::spec::alertmanager::{
     Alertmanager, DEFAULT_GROUP_INTERVAL, DEFAULT_GROUP_WAIT, DEFAULT_REPEAT_INTERVAL,
 };
@@ -12,7 +13,6 @@ use crate::spec::prometheus::{
 use crate::spec::source::Source;
 use crate::spec::stack::Stack;
 use crate::spec::Dur;
-use anyhow::{anyhow, Context, Result};
 use serde_yaml_ng::{Mapping, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,17 +26,21 @@ pub const DEFAULT_RESOLVE_TIMEOUT: Duration = Duration::from_secs(300);
 /// The stack as it runs: scaled configs, their parsed form, and the files.
 #[derive(Debug, Clone)]
 pub struct Effective {
+    /// The factor every duration was multiplied by.
     pub time_scale: f64,
+    /// prometheus.yml and its rule files, scaled and parsed.
     pub prometheus: Prometheus,
+    /// alertmanager.yml, scaled and parsed, if the stack has one.
     pub alertmanager: Option<Alertmanager>,
     /// (path inside the Prometheus container, content)
     pub prometheus_files: Vec<(String, String)>,
+    /// The scaled alertmanager.yml, if the stack has one.
     pub alertmanager_file: Option<String>,
+    /// Prometheus' alert resend delay (1m), scaled.
     pub resend_delay: Duration,
 }
 
-pub const PROM_DIR: &str = "/etc/prometheus";
-pub const AM_CONFIG: &str = "/etc/alertmanager/alertmanager.yml";
+pub use crate::components::{AM_CONFIG, PROM_DIR};
 
 fn key(k: &str) -> Value {
     Value::String(k.into())
@@ -46,8 +50,8 @@ fn key(k: &str) -> Value {
 /// scaled default when absent and `default` is given, so defaults scale too.
 fn scale_field(map: &mut Mapping, k: &str, f: f64, default: Option<Duration>) -> Result<()> {
     let cur = match map.get(key(k)) {
-        Some(Value::String(s)) => Some(Dur::parse(s).map_err(|e| anyhow!("{k}: {e}"))?),
-        Some(other) => return Err(anyhow!("{k}: expected a duration, found {other:?}")),
+        Some(Value::String(s)) => Some(Dur::parse(s).map_err(|e| err!(Invalid, "{k}: {e}"))?),
+        Some(other) => return Err(err!(Invalid, "{k}: expected a duration, found {other:?}")),
         None => default.map(Dur),
     };
     if let Some(d) = cur {
@@ -60,15 +64,22 @@ fn mapping<'a>(v: &'a mut Value, k: &str) -> Option<&'a mut Mapping> {
     v.as_mapping_mut()?.get_mut(key(k))?.as_mapping_mut()
 }
 
-fn scale_prometheus_yml(text: &str, f: f64) -> Result<String> {
+/// A config file parsed, with a `global` section (empty when it had none,
+/// so that its defaults can be written in scaled).
+fn with_global(text: &str, file: &str) -> Result<Value> {
     let mut v: Value = serde_yaml_ng::from_str(text)?;
     let root = v
         .as_mapping_mut()
-        .ok_or_else(|| anyhow!("prometheus.yml is not a mapping"))?;
+        .ok_or_else(|| err!(Invalid, "{file} is not a mapping"))?;
     if !root.contains_key(key("global")) {
         root.insert(key("global"), Value::Mapping(Mapping::new()));
     }
-    let g = mapping(&mut v, "global").ok_or_else(|| anyhow!("global is not a mapping"))?;
+    Ok(v)
+}
+
+fn scale_prometheus_yml(text: &str, f: f64) -> Result<String> {
+    let mut v = with_global(text, "prometheus.yml")?;
+    let g = mapping(&mut v, "global").ok_or_else(|| err!(Invalid, "global is not a mapping"))?;
     scale_field(g, "scrape_interval", f, Some(DEFAULT_SCRAPE_INTERVAL))?;
     scale_field(g, "scrape_timeout", f, Some(DEFAULT_SCRAPE_TIMEOUT))?;
     scale_field(
@@ -78,10 +89,10 @@ fn scale_prometheus_yml(text: &str, f: f64) -> Result<String> {
         Some(DEFAULT_EVALUATION_INTERVAL),
     )?;
     // Prometheus refuses a global timeout above the global interval.
-    let gi =
-        Dur::parse(g[&key("scrape_interval")].as_str().unwrap_or("1m")).map_err(|e| anyhow!(e))?;
-    let gt =
-        Dur::parse(g[&key("scrape_timeout")].as_str().unwrap_or("10s")).map_err(|e| anyhow!(e))?;
+    let gi = Dur::parse(g[&key("scrape_interval")].as_str().unwrap_or("1m"))
+        .map_err(|e| err!(Invalid, e))?;
+    let gt = Dur::parse(g[&key("scrape_timeout")].as_str().unwrap_or("10s"))
+        .map_err(|e| err!(Invalid, e))?;
     if gt > gi {
         g.insert(key("scrape_timeout"), Value::String(gi.to_string()));
     }
@@ -109,8 +120,8 @@ fn scale_rules(text: &str, f: f64) -> Result<String> {
                     scale_field(r, "for", f, None)?;
                     scale_field(r, "keep_firing_for", f, None)?;
                     if let Some(Value::String(e)) = r.get(key("expr")) {
-                        let scaled =
-                            crate::promql::scale_expr(e, f).map_err(|err| anyhow!("{e}: {err}"))?;
+                        let scaled = crate::promql::scale_expr(e, f)
+                            .map_err(|err| err!(Invalid, "{e}: {err}"))?;
                         r.insert(key("expr"), Value::String(scaled));
                     }
                 }
@@ -134,13 +145,7 @@ fn scale_routes(route: &mut Mapping, f: f64, root: bool) -> Result<()> {
 }
 
 fn scale_alertmanager_yml(text: &str, f: f64) -> Result<String> {
-    let mut v: Value = serde_yaml_ng::from_str(text)?;
-    let root = v
-        .as_mapping_mut()
-        .ok_or_else(|| anyhow!("alertmanager.yml is not a mapping"))?;
-    if !root.contains_key(key("global")) {
-        root.insert(key("global"), Value::Mapping(Mapping::new()));
-    }
+    let mut v = with_global(text, "alertmanager.yml")?;
     if let Some(g) = mapping(&mut v, "global") {
         scale_field(g, "resolve_timeout", f, Some(DEFAULT_RESOLVE_TIMEOUT))?;
     }
@@ -164,12 +169,15 @@ pub fn without_rules(prometheus_yml: &str) -> Result<String> {
 pub fn render(stack: &Stack, time_scale: f64) -> Result<Effective> {
     let f = time_scale;
     let prom_src = &stack.prometheus.source;
-    let prom_text = scale_prometheus_yml(&prom_src.text, f).context("scaling prometheus.yml")?;
+    let prom_text = scale_prometheus_yml(&prom_src.text, f)
+        .context(Error::Invalid, "scaling prometheus.yml")?;
     let mut rule_texts: HashMap<PathBuf, String> = HashMap::new();
     let mut prometheus_files = vec![(format!("{PROM_DIR}/prometheus.yml"), prom_text.clone())];
     for rf in &stack.prometheus.rule_files {
-        let scaled = scale_rules(&rf.source.text, f)
-            .with_context(|| format!("scaling {}", rf.source.path.display()))?;
+        let scaled = scale_rules(&rf.source.text, f).context(
+            Error::Invalid,
+            format!("scaling {}", rf.source.path.display()),
+        )?;
         prometheus_files.push((format!("{PROM_DIR}/{}", rf.rel.display()), scaled.clone()));
         rule_texts.insert(rf.source.path.clone(), scaled);
     }
@@ -179,11 +187,11 @@ pub fn render(stack: &Stack, time_scale: f64) -> Result<Effective> {
             .cloned()
             .ok_or_else(|| std::io::Error::other(format!("{} was not rendered", p.display())))
     })
-    .map_err(|e| anyhow!("the scaled configuration does not load: {e:?}"))?;
+    .map_err(|e| err!(Invalid, "the scaled configuration does not load: {e:?}"))?;
     let (alertmanager, alertmanager_file) = match &stack.alertmanager {
         Some(am) => {
-            let text =
-                scale_alertmanager_yml(&am.source.text, f).context("scaling alertmanager.yml")?;
+            let text = scale_alertmanager_yml(&am.source.text, f)
+                .context(Error::Invalid, "scaling alertmanager.yml")?;
             let parsed =
                 Alertmanager::from_source(Source::from_text(&am.source.path, text.clone()))?;
             (Some(parsed), Some(text))

@@ -1,0 +1,160 @@
+//! The command line, a thin layer over the library: [`Cli`] parses, one
+//! module per subcommand calls the library and says what it found. A
+//! subcommand returns its exit status, or a [`firedrill::Error`] whose
+//! [`exit_code`](firedrill::Error::exit_code) the process exits with.
+//! Exit codes of `drill`: 0 every drill passed, 1 one failed (the stack
+//! broke a promise), 2 bad input or a drill that could not run, 3 one was
+//! inconclusive (a precondition could not be established), 4 one was flaky
+//! (passed only on a retry; 0 with `--flaky-ok`), 130 interrupted.
+
+mod check;
+mod coverage;
+mod down;
+mod drill;
+mod fixture;
+mod images;
+mod lint;
+mod load;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use firedrill::ImageSource;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "firedrill",
+    version,
+    about = "Fire drills for monitoring stacks: fault → metric → alert → Teams, with timing"
+)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub(crate) enum Command {
+    /// Run drill scenarios (files, or folders of *.yaml) end to end in containers.
+    Drill(drill::DrillArgs),
+    /// Static checks of a stack, rule files or dashboards; no container.
+    Lint {
+        /// stack.yaml files, rule files or dashboard JSON (default: the reference stack).
+        #[arg(default_value = "stack/stack.yaml")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "human")]
+        format: firedrill::lint::output::Format,
+        /// Check metric names and jobs against this running Prometheus.
+        #[arg(long)]
+        live: Option<String>,
+        /// Exit 1 on warnings too.
+        #[arg(long)]
+        deny_warnings: bool,
+    },
+    /// Which alert rules and dashboards of each stack some scenario covers; no container.
+    Coverage {
+        /// Scenario files or folders.
+        #[arg(default_value = "scenarios")]
+        paths: Vec<PathBuf>,
+        /// Stacks to report even if no scenario names them (default:
+        /// stack/stack.yaml and stack/*/stack.yaml).
+        #[arg(long = "stack")]
+        stacks: Vec<PathBuf>,
+        /// Write the coverage as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Exit 1 unless every coverable alert and dashboard is covered.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Validate scenarios and their stacks; starts no container.
+    Check {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        stack: Option<PathBuf>,
+    },
+    /// Make every image present (pull, or build offline from Debian packages).
+    Images {
+        #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
+        source: ImageSource,
+    },
+    /// Remove what firedrill runs left behind.
+    Down {
+        /// Every firedrill container and network, by label.
+        #[arg(long)]
+        all: bool,
+        /// Only this run id.
+        #[arg(long, conflicts_with = "all")]
+        run: Option<String>,
+    },
+    /// A synthetic service from a fixture profile.
+    Fixture {
+        #[command(subcommand)]
+        command: fixture::FixtureCommand,
+    },
+    /// The Microsoft Teams webhook mock.
+    TeamsMock {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// File holding the webhook token (the secret part of the URL).
+        #[arg(long)]
+        token_file: PathBuf,
+    },
+    /// Open-model HTTP load on a URL of this machine: requests at exact
+    /// arrival times, latency corrected for coordinated omission.
+    Load(load::LoadArgs),
+}
+
+/// Runs the command line; the process's exit status.
+pub(crate) fn main(cli: Cli) -> i32 {
+    init_tracing();
+    let rt = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("firedrill: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> firedrill::Result<i32> {
+    match cli.command {
+        Command::Drill(args) => drill::run(args).await,
+        Command::Lint {
+            paths,
+            format,
+            live,
+            deny_warnings,
+        } => lint::run(&paths, format, live.as_deref(), deny_warnings).await,
+        Command::Coverage {
+            paths,
+            stacks,
+            json,
+            strict,
+        } => coverage::run(&paths, stacks, json.as_deref(), strict),
+        Command::Check { paths, stack } => check::run(&paths, stack.as_deref()),
+        Command::Images { source } => images::run(source).await,
+        Command::Down { all, run } => down::run(all, run).await,
+        Command::Fixture { command } => fixture::run(command).await,
+        Command::TeamsMock { listen, token_file } => {
+            fixture::teams_mock(&listen, &token_file).await
+        }
+        Command::Load(args) => load::run(args).await,
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FIREDRILL_LOG")
+        .unwrap_or_else(|_| "firedrill=info,warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Writes a report file the user asked for.
+fn write(path: &std::path::Path, text: String) -> firedrill::Result<()> {
+    std::fs::write(path, text).map_err(firedrill::Error::io(path))
+}

@@ -1,0 +1,252 @@
+//! What each service of a stack runs: its component's row, the files it
+//! reads rendered for this stack, its settings and secrets, as a tar body.
+
+use super::*;
+
+pub(super) fn free_port() -> Result<u16> {
+    // A fixed host port survives stop/start (a random one would change).
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// Files as a tar body, owned by `owner` (the image's user must read its secrets).
+pub(super) fn tar_files(files: &[(String, Vec<u8>, u32)], owner: u32) -> Result<Vec<u8>> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_uid(owner.into());
+        h.set_gid(owner.into());
+        h.set_mtime(0);
+        h.set_cksum();
+        b.append_data(&mut h, path.trim_start_matches('/'), data.as_slice())?;
+    }
+    Ok(b.into_inner()?)
+}
+
+pub(super) fn tar_dir(
+    dir: &std::path::Path,
+    into: &str,
+    out: &mut Vec<(String, Vec<u8>, u32)>,
+) -> Result<()> {
+    for e in std::fs::read_dir(dir).context(Error::Stack, format!("reading {}", dir.display()))? {
+        let p = e?.path();
+        let name = p
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .to_string();
+        if p.is_dir() {
+            tar_dir(&p, &format!("{into}/{name}"), out)?;
+        } else {
+            out.push((format!("{into}/{name}"), std::fs::read(&p)?, 0o644));
+        }
+    }
+    Ok(())
+}
+
+/// What a service needs to start: command, files, readiness.
+pub(super) struct Plan {
+    pub(super) image: String,
+    pub(super) cmd: Vec<String>,
+    pub(super) env: Vec<String>,
+    pub(super) files: Vec<(String, Vec<u8>, u32)>,
+    /// The uid that owns the files copied in (the image's user).
+    pub(super) owner: u32,
+    pub(super) binds: Vec<String>,
+    /// Paths on tmpfs: emptied whenever the container stops, so a restart
+    /// starts the service over with no state (a shared stack's reset).
+    pub(super) tmpfs: Vec<&'static str>,
+    pub(super) ready: Ready,
+}
+
+/// A service's plan, or why it cannot run here (an optional image absent).
+pub(super) enum Planned {
+    Run(Plan),
+    Skipped(String),
+}
+
+/// What the service `name` runs: its component's row (image, command line,
+/// readiness, state, binds), the files it reads rendered for this stack, the
+/// stack file's `env` and `args`, and its secrets.
+pub(super) fn plan(
+    name: &str,
+    stack: &Stack,
+    eff: &Effective,
+    images: &Images,
+    port: u16,
+    token: &str,
+    generated: &BTreeMap<String, String>,
+) -> Result<Planned> {
+    let svc = &stack.doc.services[name];
+    let c = components::of(svc.kind);
+    let image = match images.for_kind(svc.kind)? {
+        Optional::Present(i) => i,
+        Optional::Skipped(why) => return Ok(Planned::Skipped(why)),
+    };
+    let mut p = Plan {
+        image,
+        cmd: (c.argv)(port),
+        env: vec![],
+        files: vec![],
+        owner: c.owner,
+        binds: c.binds.iter().map(|b| b.to_string()).collect(),
+        tmpfs: c.state.to_vec(),
+        ready: c.ready,
+    };
+    own_files(&mut p, name, stack, eff, port, token)?;
+    p.env
+        .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
+    p.cmd.extend(svc.args.iter().cloned());
+    p.files.extend(secrets(svc, stack, token, generated)?);
+    Ok(Planned::Run(p))
+}
+
+/// The files (and settings) a service of each kind reads, rendered for
+/// this stack.
+fn own_files(
+    p: &mut Plan,
+    name: &str,
+    stack: &Stack,
+    eff: &Effective,
+    port: u16,
+    token: &str,
+) -> Result<()> {
+    let svc = &stack.doc.services[name];
+    let files = &mut p.files;
+    match svc.kind {
+        Kind::Prometheus => {
+            for (path, text) in &eff.prometheus_files {
+                files.push((path.clone(), text.clone().into_bytes(), 0o644));
+            }
+            p.cmd.push(format!(
+                "--rules.alert.resend-delay={}",
+                crate::spec::Dur(eff.resend_delay)
+            ));
+        }
+        Kind::Alertmanager => {
+            let text = eff
+                .alertmanager_file
+                .clone()
+                .ok_or_else(|| err!(Stack, "alertmanager config not rendered"))?;
+            files.push((render::AM_CONFIG.to_string(), text.into_bytes(), 0o644));
+        }
+        Kind::Fixture => {
+            // The profile as loaded: includes merged, variant applied.
+            let resolved = serde_yaml_ng::to_string(&stack.fixtures[name])?;
+            files.push((
+                components::FIXTURE_PROFILE.into(),
+                resolved.into_bytes(),
+                0o644,
+            ));
+        }
+        Kind::TeamsMock => files.push((
+            components::TEAMS_TOKEN.into(),
+            token.as_bytes().to_vec(),
+            0o600,
+        )),
+        Kind::Grafana => {
+            if let Some(d) = &svc.provisioning {
+                tar_dir(
+                    &stack.source.relative(d),
+                    "/etc/grafana/provisioning",
+                    files,
+                )?;
+            }
+            if let Some(d) = &svc.dashboards {
+                tar_dir(
+                    &stack.source.relative(d),
+                    "/var/lib/grafana/dashboards",
+                    files,
+                )?;
+            }
+            let password = format!("{:032x}", rand::random::<u128>());
+            p.env = vec![
+                format!("GF_SECURITY_ADMIN_PASSWORD={password}"),
+                format!("GF_SERVER_HTTP_PORT={port}"),
+                "GF_USERS_ALLOW_SIGN_UP=false".into(),
+            ];
+        }
+        Kind::NodeExporter | Kind::Cadvisor | Kind::Postgres | Kind::PostgresExporter => {}
+    }
+    Ok(())
+}
+
+/// A service's secrets, written into its container, never into the user's
+/// tree or logs.
+fn secrets(
+    svc: &crate::spec::stack::ServiceSpec,
+    stack: &Stack,
+    token: &str,
+    generated: &BTreeMap<String, String>,
+) -> Result<Vec<(String, Vec<u8>, u32)>> {
+    let mut out = Vec::new();
+    for s in &svc.secrets {
+        let value = match (&s.teams_mock, &s.env, &s.generated) {
+            (Some(mock), _, _) => {
+                let mport = stack.port(mock);
+                format!("http://{mock}:{mport}/webhook/{token}")
+            }
+            (None, Some(var), _) => std::env::var(var).map_err(|_| {
+                err!(
+                    Stack,
+                    "secret for {}: environment variable {var} is not set",
+                    s.path
+                )
+            })?,
+            (None, None, Some(g)) => generated[g].clone(),
+            _ => unreachable!("validated in spec"),
+        };
+        out.push((s.path.clone(), value.into_bytes(), 0o600));
+    }
+    Ok(out)
+}
+
+/// The container's settings: the plan's image, command line and
+/// environment, `port` published on 127.0.0.1:`host_port`, the run's
+/// labels, and `name` as its alias on the run's `network`.
+pub(super) fn container_config(
+    p: Plan,
+    name: &str,
+    network: &str,
+    labels: &HashMap<String, String>,
+    port: u16,
+    host_port: u16,
+) -> Config<String> {
+    let port_key = format!("{port}/tcp");
+    let binding = PortBinding {
+        host_ip: Some("127.0.0.1".into()),
+        host_port: Some(host_port.to_string()),
+    };
+    let tmpfs: HashMap<String, String> = p
+        .tmpfs
+        .iter()
+        .map(|t| (t.to_string(), "mode=1777".to_string()))
+        .collect();
+    Config {
+        image: Some(p.image),
+        cmd: (!p.cmd.is_empty()).then_some(p.cmd),
+        env: Some(p.env),
+        labels: Some(labels.clone()),
+        exposed_ports: Some([(port_key.clone(), HashMap::new())].into()),
+        host_config: Some(HostConfig {
+            network_mode: Some(network.to_string()),
+            port_bindings: Some([(port_key, Some(vec![binding]))].into()),
+            binds: (!p.binds.is_empty()).then_some(p.binds),
+            tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            ..Default::default()
+        }),
+        networking_config: Some(bollard::container::NetworkingConfig {
+            endpoints_config: [(
+                network.to_string(),
+                EndpointSettings {
+                    aliases: Some(vec![name.to_string()]),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,297 @@
+//! The suite's plan, pure: which drills share a stack (same stack file and
+//! `time_scale`), which of them can run at the same time (their
+//! [`Footprint`]s do not clash), longest groups first; and how a drill's
+//! runs settle into one verdict (a retry that passes is FLAKY).
+
+use crate::render::Effective;
+use crate::report::{Attempt, DrillReport, Verdict};
+use crate::spec::scenario::{Chaos, Scenario, Step};
+use crate::spec::stack::Kind;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// What a scenario does to its stack, to tell which drills can run together.
+#[derive(Debug, Default, Clone)]
+pub struct Footprint {
+    /// The services it loads or sets a fault on.
+    pub services: BTreeSet<String>,
+    /// The names of the alerts it expects.
+    pub alerts: BTreeSet<String>,
+    /// Why it must have the stack to itself, if it must.
+    pub alone: Option<String>,
+    /// Why it must have the whole machine to itself, if it must: a fault
+    /// every process of the machine feels (a CPU or memory burn), which
+    /// would slow the drills of other stacks as much as its own.
+    pub host: Option<String>,
+}
+
+impl Footprint {
+    /// What `sc` does to its stack, as `eff` renders it.
+    pub fn of(sc: &Scenario, eff: &Effective) -> Footprint {
+        let mut f = Footprint::default();
+        let mut alone = Vec::new();
+        for step in &sc.doc.steps {
+            match step {
+                Step::Load(l) => {
+                    f.services.insert(l.target.clone());
+                }
+                Step::Chaos(c) => match c.action() {
+                    Ok(Chaos::Container(a, s)) => {
+                        let kind = sc.stack.doc.services.get(&s).map(|x| x.kind);
+                        if matches!(
+                            kind,
+                            Some(Kind::Prometheus | Kind::Alertmanager | Kind::TeamsMock)
+                        ) {
+                            alone.push(format!(
+                                "it sets `{a:?}` on {s}, which every drill goes through"
+                            ));
+                        }
+                        f.services.insert(s);
+                    }
+                    Ok(Chaos::FixtureSet(s, set)) => {
+                        if set.cpu_cores.is_some() || set.memory.is_some() {
+                            let why = format!(
+                                "it burns the host's CPU or memory from {s}, which every service feels"
+                            );
+                            alone.push(why.clone());
+                            f.host.get_or_insert(why);
+                        }
+                        f.services.insert(s);
+                    }
+                    Ok(Chaos::FixtureReset(s)) => {
+                        f.services.insert(s);
+                    }
+                    Ok(Chaos::TeamsFault(t, _) | Chaos::TeamsReset(t)) => alone.push(format!(
+                        "it sets a fault on {t}, which every drill's cards go through"
+                    )),
+                    Err(_) => {}
+                },
+                Step::ExpectDashboards(_) => alone.push(
+                    "it checks every dashboard panel, which other drills' faults change".into(),
+                ),
+                _ => {}
+            }
+        }
+        let (expected, _) = sc.doc.expected_alerts();
+        for (name, labels) in expected {
+            f.alerts.insert(name.to_string());
+            let (Some(am), Some(rule)) = (&eff.alertmanager, eff.prometheus.alert_rule(name))
+            else {
+                continue;
+            };
+            let mut all = rule.labels.clone();
+            all.extend(labels.clone());
+            all.insert("alertname".into(), name.to_string());
+            for r in am.routes_for(&all) {
+                if !r.groups_by_name() {
+                    alone.push(format!(
+                        "{name} is grouped by [{}] on receiver {}: another drill's alert could join its notification",
+                        r.group_by.join(", "),
+                        r.receiver
+                    ));
+                }
+            }
+        }
+        if eff
+            .alertmanager
+            .as_ref()
+            .is_some_and(|am| !am.config.inhibit_rules.is_empty())
+        {
+            alone.push(
+                "Alertmanager has inhibit rules: one drill's alert could mute another's".into(),
+            );
+        }
+        f.alone = alone.into_iter().next();
+        f
+    }
+
+    /// Why the two cannot run at the same time on one stack, if they cannot.
+    pub fn clash(&self, other: &Footprint) -> Option<String> {
+        if let Some(why) = self.alone.as_ref().or(other.alone.as_ref()) {
+            return Some(why.clone());
+        }
+        if let Some(s) = self.services.intersection(&other.services).next() {
+            return Some(format!("both touch {s}"));
+        }
+        if let Some(a) = self.alerts.intersection(&other.alerts).next() {
+            return Some(format!("both expect {a}"));
+        }
+        None
+    }
+}
+
+/// One stack and the drills run on it, wave after wave; the drills of a
+/// wave run at the same time. Indexes are into the suite's scenarios.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// The waves in order, each the indexes of its drills.
+    pub waves: Vec<Vec<usize>>,
+}
+
+/// Groups longest first (by the sum of their drills' lower bounds), so that
+/// stacks run side by side finish close together.
+pub fn longest_first(items: &[(Scenario, Effective)], groups: &mut [Group]) {
+    let bound = |g: &Group| -> Duration {
+        g.waves
+            .iter()
+            .flatten()
+            .map(|&i| {
+                let (sc, eff) = &items[i];
+                crate::verify::lower_bound(&sc.doc, eff, Default::default())
+            })
+            .sum()
+    };
+    groups.sort_by_key(|g| std::cmp::Reverse(bound(g)));
+}
+
+/// Groups scenarios by stack (when `share`), then packs each group's drills
+/// into waves of at most `jobs` that do not clash, first fit, in file order.
+pub fn plan(items: &[(Scenario, Effective)], share: bool, jobs: usize) -> Vec<Group> {
+    let prints: Vec<Footprint> = items.iter().map(|(s, e)| Footprint::of(s, e)).collect();
+    let key = |i: usize| {
+        let (s, e) = &items[i];
+        let path = s.stack_path.canonicalize().unwrap_or(s.stack_path.clone());
+        (path, e.time_scale.to_bits())
+    };
+    // (stack file, time_scale bits): alike stacks; none when not sharing.
+    type Key = Option<(PathBuf, u64)>;
+    let mut groups: Vec<(Key, Vec<usize>)> = Vec::new();
+    for i in 0..items.len() {
+        let k = share.then(|| key(i));
+        match groups.iter_mut().find(|(gk, _)| k.is_some() && *gk == k) {
+            Some((_, members)) => members.push(i),
+            None => groups.push((k, vec![i])),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, members)| {
+            let mut waves: Vec<Vec<usize>> = Vec::new();
+            for i in members {
+                let fits = |w: &Vec<usize>| {
+                    w.len() < jobs.max(1)
+                        && w.iter().all(|&j| prints[i].clash(&prints[j]).is_none())
+                };
+                match waves.iter_mut().find(|w| fits(w)) {
+                    Some(w) => w.push(i),
+                    None => waves.push(vec![i]),
+                }
+            }
+            Group { waves }
+        })
+        .collect()
+}
+
+/// The report of a drill's latest run, judged, with its earlier runs (`prev`,
+/// when this one is a retry) kept as attempts: a retry that passes makes the
+/// drill FLAKY, never plain PASSED.
+pub fn settle(prev: Option<DrillReport>, mut r: DrillReport) -> DrillReport {
+    r.verdict = r.judge();
+    if let Some(prev) = prev {
+        let mut attempts = prev.attempts.clone();
+        attempts.push(Attempt {
+            verdict: prev.verdict,
+            run_id: prev.run_id.clone(),
+            wall: prev.wall,
+            why: prev.why_not_green(),
+            step: prev.first_not_passed().map(|s| (s.index, s.kind)),
+        });
+        r.attempts = attempts;
+        if r.verdict == Verdict::Passed {
+            r.verdict = Verdict::Flaky;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(name: &str, steps: &str) -> (Scenario, Effective) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let path = dir.join(format!("{name}.yaml"));
+        let text = format!(
+            "name: {name}\nstack: ../stack/seed-004/stack.yaml\ntime_scale: 0.1\nsteps:\n{steps}"
+        );
+        let source = crate::spec::source::Source::from_text(&path, text);
+        let sc = Scenario::from_source(source, None).expect("a valid scenario");
+        let eff = crate::render::render(&sc.stack, sc.doc.time_scale).unwrap();
+        (sc, eff)
+    }
+
+    #[test]
+    fn disjoint_drills_share_a_wave_and_clashing_ones_do_not() {
+        let items = vec![
+            // django, DjangoHighResponseTime*
+            scenario(
+                "a",
+                "  - chaos: {fixture: django, set: {latency: 1500ms}}\n  - expect_alert: {name: DjangoHighResponseTime}\n",
+            ),
+            // fastapi, FastAPIHighLatency: beside a
+            scenario(
+                "b",
+                "  - chaos: {fixture: fastapi, set: {latency: 4s, route: /health}}\n  - expect_alert: {name: FastAPIHighLatency}\n",
+            ),
+            // django again: clashes with a
+            scenario(
+                "c",
+                "  - chaos: {fixture: django, set: {error_ratio: 0.5}}\n  - expect_alert: {name: HighAuthFailureRate}\n",
+            ),
+            // checks dashboards: alone
+            scenario("d", "  - expect_dashboards: {}\n"),
+            // a Teams fault: alone
+            scenario(
+                "e",
+                "  - chaos: {teams: teams, fault: {status: 500}}\n",
+            ),
+        ];
+        assert_eq!(
+            plan(&items, true, 4),
+            vec![Group {
+                waves: vec![vec![0, 1], vec![2], vec![3], vec![4]]
+            }]
+        );
+        // One job: one drill at a time, still on one stack.
+        assert_eq!(plan(&items, true, 1)[0].waves.len(), 5);
+        // No sharing: a stack per drill.
+        assert_eq!(plan(&items, false, 4).len(), 5);
+        let fp = |i: usize| Footprint::of(&items[i].0, &items[i].1);
+        assert_eq!(fp(0).clash(&fp(2)).unwrap(), "both touch django");
+        assert!(fp(3).clash(&fp(1)).unwrap().contains("dashboard"));
+        assert!(fp(4).clash(&fp(1)).unwrap().contains("fault on teams"));
+    }
+
+    #[test]
+    fn a_retry_that_passes_is_flaky_and_keeps_the_first_run() {
+        use crate::report::{Outcome, StepKind, StepResult};
+        let (sc, _) = scenario("a", "  - expect_quiet: {for: 1s}\n");
+        let run = |id: &str, o: Outcome| {
+            let mut r = DrillReport::new(&sc, id);
+            r.steps.push(StepResult::new(
+                0,
+                StepKind::ExpectQuiet,
+                o,
+                Duration::from_secs(1),
+            ));
+            r
+        };
+        let first = settle(None, run("r1", Outcome::inconclusive("no answer")));
+        assert_eq!(first.verdict, Verdict::Inconclusive);
+        let second = settle(Some(first), run("r1", Outcome::fail("HighX is firing")));
+        assert_eq!(second.verdict, Verdict::Failed);
+        let third = settle(Some(second), run("r1", Outcome::pass("quiet")));
+        assert_eq!(third.verdict, Verdict::Flaky);
+        let kept: Vec<Verdict> = third.attempts.iter().map(|a| a.verdict).collect();
+        assert_eq!(kept, [Verdict::Inconclusive, Verdict::Failed]);
+        assert!(third.attempts[1].why.contains("HighX is firing"));
+        assert!(third.render().contains("FLAKY a"));
+        // Never plain green: the exit code says so unless flaky is ok.
+        let all = [third];
+        assert_eq!(crate::report::exit_code(&all, false), 4);
+        assert_eq!(crate::report::exit_code(&all, true), 0);
+        let xml = crate::report::junit(&all);
+        assert!(xml.contains("flakyFailure"), "{xml}");
+    }
+}
