@@ -204,11 +204,13 @@ impl Running {
         name: &str,
         kind: Kind,
         port: u16,
-        p: plan::Plan,
+        mut p: plan::Plan,
         labels: &HashMap<String, String>,
     ) -> Result<Service> {
         let host_port = plan::free_port()?;
-        let (image, ready, files, owner) = (p.image.clone(), p.ready, p.files.clone(), p.owner);
+        // The files go in after the container is created, not into its settings.
+        let files = std::mem::take(&mut p.files);
+        let (image, ready, owner) = (p.image.clone(), p.ready, p.owner);
         let config = plan::container_config(p, name, &self.network, labels, port, host_port);
         let id = self
             .docker

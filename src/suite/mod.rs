@@ -47,11 +47,12 @@ pub async fn run_one(path: &Path, opts: &Options) -> Result<DrillReport> {
 }
 
 /// Scenario files named by `paths`: files as given, folders' *.yaml sorted.
-pub fn scenario_files(paths: &[PathBuf]) -> std::io::Result<Vec<PathBuf>> {
+pub fn scenario_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)?
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .map_err(crate::error::Error::io(p))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
                 .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
                 .collect();
