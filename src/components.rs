@@ -1,7 +1,8 @@
 //! What each kind of component is, in one table ([`TABLE`], read through
 //! [`of`]): its default port, where its image comes from (an official image
 //! pinned by version with its offline recipe from Debian packages, the
-//! project's own image, or an optional image with no offline source), its
+//! project's own image, an optional image with no offline source, or an
+//! official image with firedrill's stand-in for when it is absent), its
 //! command line, how to tell it is ready, where its state lives, how a
 //! shared stack resets it, and the catalogue of metrics it exposes. Adding a
 //! component is a row here and, where it reads files of its own, their
@@ -71,6 +72,33 @@ pub enum Image {
     /// An official image with no offline source: used when present or
     /// pullable, else the service is skipped with the reason.
     Optional(&'static str),
+    /// An official image used when present or pullable, else firedrill's
+    /// own stand-in, which exposes the same names, labels and semantics.
+    OrStandIn(&'static str, StandIn),
+}
+
+/// How firedrill's own image plays a component whose official image is absent.
+#[derive(Debug, Clone, Copy)]
+pub struct StandIn {
+    /// Its command line, listening on `port`.
+    pub argv: fn(port: u16) -> Vec<String>,
+    /// Host paths it reads (`host:container`); `DOCKER_SOCKET` is the
+    /// engine's socket, wherever `DOCKER_HOST` puts it.
+    pub binds: &'static [&'static str],
+    /// How to tell it is ready.
+    pub ready: Ready,
+}
+
+/// In [`StandIn::binds`], the host's Docker socket.
+pub const DOCKER_SOCKET: &str = "$DOCKER_SOCKET";
+
+/// The host path of the engine's unix socket: `DOCKER_HOST` when it names
+/// one, else the default; `None` when the engine is reached over TCP.
+pub fn docker_socket() -> Option<String> {
+    match std::env::var("DOCKER_HOST") {
+        Ok(h) if !h.is_empty() => h.strip_prefix("unix://").map(str::to_string),
+        _ => Some("/var/run/docker.sock".into()),
+    }
 }
 
 /// An official image and how to build the same version offline.
@@ -298,7 +326,21 @@ pub const TABLE: [Component; 9] = [
         kind: Kind::Cadvisor,
         name: "cadvisor",
         port: 8080,
-        image: Image::Optional("gcr.io/cadvisor/cadvisor:v0.49.1"),
+        image: Image::OrStandIn(
+            "gcr.io/cadvisor/cadvisor:v0.49.1",
+            // Reads the Docker API for the run's containers (fixture/cadvisor.rs).
+            StandIn {
+                argv: |port| {
+                    vec![
+                        "cadvisor".into(),
+                        "--listen".into(),
+                        format!("0.0.0.0:{port}"),
+                    ]
+                },
+                binds: &["$DOCKER_SOCKET:/var/run/docker.sock"],
+                ready: Ready::Http("/healthz"),
+            },
+        ),
         argv: |port| vec![format!("--port={port}")],
         ready: Ready::Http("/healthz"),
         binds: &[

@@ -8,7 +8,7 @@
 
 use crate::error::Result;
 use crate::spec::scenario::{Scenario, Step};
-use crate::spec::stack::{Kind, Stack};
+use crate::spec::stack::Stack;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -61,14 +61,20 @@ fn ratio(items: &[Item]) -> (usize, usize) {
     (covered, coverable.len())
 }
 
-/// Optional components that no offline image provides: what an alert or a
+/// Optional components that neither an offline image nor firedrill's
+/// stand-in provides (as the components table says): what an alert or a
 /// panel reading only their metrics waits for.
 fn optional_services(stack: &Stack) -> BTreeMap<String, String> {
     stack
         .doc
         .services
         .iter()
-        .filter(|(_, s)| matches!(s.kind, Kind::Cadvisor | Kind::Grafana))
+        .filter(|(_, s)| {
+            matches!(
+                crate::components::of(s.kind).image,
+                crate::components::Image::Optional(_)
+            )
+        })
         .map(|(n, s)| (n.clone(), format!("{:?} has no offline source", s.kind)))
         .collect()
 }

@@ -80,6 +80,7 @@ pub mod components;
 pub mod coverage;
 pub mod drill;
 pub mod error;
+pub mod exporter;
 pub mod fixture;
 pub mod grafana;
 pub mod images;

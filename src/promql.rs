@@ -43,7 +43,29 @@ pub fn walk(e: &mut Expr, visit: &mut dyn FnMut(&mut Expr)) {
     }
 }
 
-/// Multiplies every duration inside `expr` by `factor` and prints it back.
+/// `e` without its parentheses.
+fn unparen(e: &Expr) -> &Expr {
+    match e {
+        Expr::Paren(p) => unparen(&p.expr),
+        _ => e,
+    }
+}
+
+/// Whether `e` is an age in seconds: `time() - x` (how long ago `x`, a
+/// timestamp such as cAdvisor's `container_last_seen`, was).
+fn is_age(e: &Expr) -> bool {
+    match unparen(e) {
+        Expr::Binary(b) if b.op.id() == parser::token::T_SUB => {
+            matches!(unparen(&b.lhs), Expr::Call(c) if c.func.name == "time")
+        }
+        _ => false,
+    }
+}
+
+/// Multiplies every duration inside `expr` by `factor` and prints it back:
+/// range selectors, subqueries, offsets, and the number of seconds an age
+/// is compared with (`time() - container_last_seen > 60`), which is a
+/// duration too.
 pub fn scale_expr(expr: &str, factor: f64) -> crate::error::Result<String> {
     let mut ast = parser::parse(expr).map_err(crate::error::Error::Invalid)?;
     if (factor - 1.0).abs() < f64::EPSILON {
@@ -55,6 +77,11 @@ pub fn scale_expr(expr: &str, factor: f64) -> crate::error::Result<String> {
             scale_offset(&mut m.vs.offset, factor);
         }
         Expr::VectorSelector(v) => scale_offset(&mut v.offset, factor),
+        Expr::Binary(b) => {
+            if let Some(secs) = age_threshold(b) {
+                *secs *= factor;
+            }
+        }
         Expr::Subquery(s) => {
             scale(&mut s.range, factor);
             if let Some(step) = s.step.as_mut() {
@@ -67,13 +94,35 @@ pub fn scale_expr(expr: &str, factor: f64) -> crate::error::Result<String> {
     Ok(ast.to_string())
 }
 
+/// The seconds an age is compared with (`time() - x > 60`), if `b` is such
+/// a comparison.
+fn age_threshold(b: &mut parser::BinaryExpr) -> Option<&mut f64> {
+    if !b.op.is_comparison_operator() {
+        return None;
+    }
+    let seconds = match (is_age(&b.lhs), is_age(&b.rhs)) {
+        (true, false) => &mut b.rhs,
+        (false, true) => &mut b.lhs,
+        _ => return None,
+    };
+    match seconds.as_mut() {
+        Expr::NumberLiteral(n) => Some(&mut n.val),
+        _ => None,
+    }
+}
+
 /// The widest range window (range selector, subquery range) in `expr`, plus
-/// offsets: how far back a change can take to show in the result.
+/// offsets, or the seconds an age must pass: how far back a change can take
+/// to show in the result.
 pub fn max_lookback(expr: &str) -> crate::error::Result<Duration> {
     let mut ast = parser::parse(expr).map_err(crate::error::Error::Invalid)?;
     let mut max = Duration::ZERO;
     walk(&mut ast, &mut |e| {
         let (range, off) = match e {
+            Expr::Binary(b) => match age_threshold(b) {
+                Some(secs) => (Duration::from_secs_f64(secs.max(0.0)), None),
+                None => return,
+            },
             Expr::MatrixSelector(m) => (m.range, m.vs.offset.clone()),
             Expr::Subquery(s) => (s.range, s.offset.clone()),
             Expr::VectorSelector(v) => (Duration::ZERO, v.offset.clone()),
@@ -108,9 +157,23 @@ mod tests {
     }
 
     #[test]
+    fn scales_the_seconds_an_age_is_compared_with() {
+        let e = scale_expr("time() - container_last_seen{name!=\"\"} > 60", 0.1).unwrap();
+        assert_eq!(e, "time() - container_last_seen{name!=\"\"} > 6");
+        let e = scale_expr("120 < (time() - x)", 0.5).unwrap();
+        assert_eq!(e, "60 < (time() - x)");
+        // Not an age: left alone.
+        let e = scale_expr("x - y > 60", 0.1).unwrap();
+        assert_eq!(e, "x - y > 60");
+    }
+
+    #[test]
     fn lookback() {
         let e = "sum(rate(a[5m])) / sum(rate(b[1m] offset 10m))";
         assert_eq!(max_lookback(e).unwrap(), Duration::from_secs(660));
         assert_eq!(max_lookback("up == 0").unwrap(), Duration::ZERO);
+        // An age must pass its threshold before the comparison holds.
+        let e = "time() - container_last_seen > 6";
+        assert_eq!(max_lookback(e).unwrap(), Duration::from_secs(6));
     }
 }

@@ -6,6 +6,21 @@ use firedrill::spec::scenario::Scenario;
 use std::path::Path;
 use std::process::Command;
 
+/// A temporary copy of these folders of the repository, to break.
+fn copy_of(dirs: &[&str]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for d in dirs {
+        assert!(Command::new("cp")
+            .arg("-r")
+            .arg(d)
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success());
+    }
+    dir
+}
+
 fn error_of(file: &str) -> String {
     let e = Scenario::load(Path::new(file), None).expect_err("must be refused");
     render_spec_errors(&e)
@@ -160,16 +175,7 @@ fn malformed_dashboard_refuses_the_drill() {
 /// Every error of a stack's broken fixture profile is reported, not the first only.
 #[test]
 fn all_profile_errors_reach_the_stack() {
-    let dir = tempfile::tempdir().unwrap();
-    for d in ["stack", "fixtures"] {
-        assert!(Command::new("cp")
-            .arg("-r")
-            .arg(d)
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success());
-    }
+    let dir = copy_of(&["stack", "fixtures"]);
     let p = dir.path().join("fixtures/backend.yaml");
     let text = std::fs::read_to_string(&p).unwrap();
     let text = text
@@ -272,4 +278,40 @@ fn load_bounds_and_shapes_are_located() {
     );
     let out = error_of_scenario("steps:\n  - load: {target: backend, rate: 0/s}\n");
     assert!(out.contains("must be positive"), "{out}");
+}
+
+/// Container limits, names and a crash loop with nowhere to loop are
+/// refused where they are written, in seed 000's stack and a scenario on it.
+#[test]
+fn container_limits_names_and_crash_loops_are_located() {
+    let dir = copy_of(&["stack", "fixtures"]);
+    let p = dir.path().join("stack/seed-000/stack.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replacen("    mem_limit: 256MiB\n", "    mem_limit: 1MiB\n", 1)
+        .replacen("    cpus: 0.5\n", "    cpus: 0\n", 1)
+        .replacen("container_name: stt\n", "container_name: tts\n", 1);
+    std::fs::write(&p, text).unwrap();
+    let out = render_spec_errors(&firedrill::spec::stack::Stack::load(&p).unwrap_err());
+    for needle in [
+        "Docker's smallest memory limit is 6MiB",
+        "a CPU limit is a number of cores above 0",
+        "another service is already named `tts`",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing: {out}");
+    }
+    // A crash loop on a service that Docker does not restart.
+    let f = dir.path().join("s.yaml");
+    let stack = std::fs::canonicalize("stack/seed-000/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: s\nstack: {}\nsteps:\n  - chaos: {{fixture: tts, set: {{crash_loop: 3}}}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = error_of(f.to_str().unwrap());
+    assert!(out.contains("`tts` has no restart policy"), "{out}");
+    assert!(out.contains("s.yaml:4:"), "located: {out}");
 }

@@ -768,3 +768,68 @@ async fn a_shared_stack_is_reset_between_drills() {
         (0, 0)
     );
 }
+
+/// Seed 000's container and GPU drills on rules written for Kubernetes:
+/// cAdvisor selected by the kubelet's `container` label and dcgm-exporter
+/// by `pod`, labels that a standalone cAdvisor (official or firedrill's
+/// stand-in) and dcgm-exporter outside Kubernetes do not have. Each drill
+/// must fail at its first container or GPU alert, saying its rule matches
+/// nothing. One stack for all six, as the suite shares it.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_000_container_and_gpu_drills_fail_on_kubernetes_labels() {
+    let ws = Workspace::new();
+    let rules = ws.path("stack/seed-000/prometheus/rules/alerts.yml");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    let broken = text
+        .replace(r#"{name!=""}"#, r#"{container!=""}"#)
+        .replace(r#"{name="vllm"}"#, r#"{container="vllm"}"#)
+        .replace(r#"{name="tts"}"#, r#"{container="tts"}"#)
+        .replace(
+            "DCGM_FI_DEV_XID_ERRORS",
+            r#"DCGM_FI_DEV_XID_ERRORS{pod!=""}"#,
+        );
+    assert_ne!(text, broken);
+    std::fs::write(&rules, broken).unwrap();
+    // (scenario, the first alert it expects from a container or GPU rule)
+    let drills = [
+        ("ai-llm-down", "ContainerMissing"),
+        ("ai-container-oom", "ContainerHighMemory"),
+        ("ai-container-cpu", "ContainerHighCpu"),
+        ("ai-llm-container", "ContainerMemoryNoLimit"),
+        ("ai-host-cpu", "TtsContainerMemoryHigh"),
+        ("ai-gpu", "GpuXidError"),
+    ];
+    let paths: Vec<PathBuf> = drills
+        .iter()
+        .map(|(s, _)| ws.path(&format!("scenarios/{s}.yaml")))
+        .collect();
+    let _serial = SERIAL.lock().await;
+    let opts = Options::default()
+        .images(ImageSource::Offline)
+        .fail_fast(true);
+    let reports = firedrill::suite::run(&paths, &opts)
+        .await
+        .expect("the suite runs");
+    assert_eq!(reports.len(), drills.len());
+    for (scenario, alert) in drills {
+        let r = reports
+            .iter()
+            .find(|r| r.scenario == scenario)
+            .expect("a report per drill");
+        println!("{}", r.render());
+        assert!(!r.passed(), "{scenario} must fail on the broken rules");
+        let f = r
+            .steps
+            .iter()
+            .find(|s| s.status == Status::Fail)
+            .expect("a failed step");
+        assert_eq!(f.kind.name(), "expect_alert", "{scenario}: {}", f.message);
+        for needle in [alert, "returns no series"] {
+            assert!(
+                f.message.contains(needle),
+                "{scenario}: `{needle}` missing from: {}",
+                f.message
+            );
+        }
+    }
+}

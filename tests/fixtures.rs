@@ -256,13 +256,17 @@ async fn families_and_panels(stack_file: &str, broken: Option<&BrokenPanels>) {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-/// Every panel target without data; only cAdvisor's may be skipped.
+/// Every panel target without data; only cAdvisor's may be skipped, and
+/// only block I/O may be empty: the fixtures keep everything in memory,
+/// so their cgroups do no block I/O and cAdvisor has no device series.
 fn panel_problems(checks: &[panels::PanelCheck]) -> Vec<String> {
     let mut problems = Vec::new();
     for c in checks {
         println!("{}", c.line());
         match &c.verdict {
             Verdict::Data { .. } => {}
+            _ if c.query.contains("container_fs_reads_bytes_total")
+                || c.query.contains("container_fs_writes_bytes_total") => {}
             Verdict::Skipped { reason } => assert!(
                 reason.contains("cadvisor"),
                 "only cAdvisor panels may be skipped here: {}",

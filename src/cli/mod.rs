@@ -100,6 +100,16 @@ pub(crate) enum Command {
         #[arg(long)]
         token_file: PathBuf,
     },
+    /// firedrill's stand-in for cAdvisor: the run's containers, read
+    /// through the Docker API, under cAdvisor's names and labels.
+    Cadvisor {
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
+        /// Only containers with this label (`key=value`); by default those
+        /// of the stand-in's own run.
+        #[arg(long)]
+        label: Option<String>,
+    },
     /// Open-model HTTP load on a URL of this machine: requests at exact
     /// arrival times, latency corrected for coordinated omission.
     Load(load::LoadArgs),
@@ -139,6 +149,10 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
         Command::Fixture { command } => fixture::run(command).await,
         Command::TeamsMock { listen, token_file } => {
             fixture::teams_mock(&listen, &token_file).await
+        }
+        Command::Cadvisor { listen, label } => {
+            firedrill::exporter::cadvisor::serve(&listen, label).await?;
+            Ok(0)
         }
         Command::Load(args) => load::run(args).await,
     }

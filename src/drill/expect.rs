@@ -42,14 +42,18 @@ struct Watch {
 
 /// What is wrong with a firing alert's timing (active before the fault,
 /// fired before its `for`, or late), and whether lateness is all of it.
-fn firing_problems(bd: &Breakdown, timing: &Timing, fault: DateTime<Utc>) -> (Vec<String>, bool) {
+fn firing_problems(
+    bd: &Breakdown,
+    timing: &Timing,
+    (began, fault): (DateTime<Utc>, DateTime<Utc>),
+) -> (Vec<String>, bool) {
     let mut problems = Vec::new();
     if let Some(p) = bd.pending_at {
-        if p + timing.eval_interval < fault {
+        if p + timing.eval_interval < began {
             problems.push(format!(
                 "it was already active at {}, before the fault at {} (the baseline is not quiet)",
                 hms(p),
-                hms(fault)
+                hms(began)
             ));
         }
         if let Some(held) = between(Some(p), bd.firing_at) {
@@ -167,7 +171,7 @@ impl Drill<'_> {
         };
         self.measure_firing(a, &rule.expr, &timing, &alert, &mut bd)
             .await?;
-        let (problems, late_only) = firing_problems(&bd, &timing, fault);
+        let (problems, late_only) = firing_problems(&bd, &timing, (self.fault_began(), fault));
         let took = between(Some(fault), bd.firing_at).unwrap_or_default();
         self.breakdowns.insert(a.name.clone(), bd);
         Ok(match (problems.is_empty(), late_only) {

@@ -238,6 +238,9 @@ struct Drill<'a> {
     am: Option<observe::Alertmanager>,
     teams: Option<observe::TeamsMock>,
     last_change: Option<DateTime<Utc>>,
+    /// When the last change began to take effect (a fixture's memory hog
+    /// ramps up from here to `last_change`).
+    last_change_began: Option<DateTime<Utc>>,
     started: DateTime<Utc>,
     loads: Vec<Active>,
     /// When the loads last became warm (every panel window counts from it).
@@ -289,6 +292,7 @@ impl<'a> Drill<'a> {
                 .map(observe::Alertmanager::new),
             teams,
             last_change: None,
+            last_change_began: None,
             started: Utc::now(),
             loads: Vec::new(),
             warm_at: None,
@@ -417,11 +421,17 @@ impl<'a> Drill<'a> {
             }
             Step::Chaos(c) => {
                 let action = c.action().map_err(|e| err!(Component, e))?;
-                // The fault starts when the action does: a container that
+                // A container's fault starts when the action does: one that
                 // stops gracefully is already refusing scrapes while it does.
-                let at = Utc::now();
+                // A fixture's is in place when its control call returns: a
+                // memory hog of gigabytes takes seconds to become resident.
+                let started = Utc::now();
                 let msg = crate::chaos::apply(self.running, self.scenario.doc.time_scale, &action)
                     .await?;
+                let at = match action {
+                    Chaos::FixtureSet(..) | Chaos::FixtureReset(_) => Utc::now(),
+                    _ => started,
+                };
                 self.tail = match &action {
                     Chaos::FixtureSet(f, set) => {
                         let now = set.latency.map(|d| d.0).unwrap_or_default();
@@ -434,6 +444,7 @@ impl<'a> Drill<'a> {
                 // windows still count from the last fault of the stack.
                 if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
                     self.last_change = Some(at);
+                    self.last_change_began = Some(started);
                     self.note_missed().await;
                 }
                 Ok(Outcome::pass(msg))
@@ -515,6 +526,13 @@ impl<'a> Drill<'a> {
 
     fn fault_time(&self) -> DateTime<Utc> {
         self.last_change.unwrap_or(self.started)
+    }
+
+    /// When the last fault began to take effect: an alert active since
+    /// then is the fault's, even if it went pending before the fault was
+    /// fully in place.
+    fn fault_began(&self) -> DateTime<Utc> {
+        self.last_change_began.unwrap_or(self.started)
     }
 
     /// Stops every load of the drill and reports what each did.

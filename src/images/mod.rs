@@ -85,6 +85,8 @@ pub enum Optional {
     Present(String),
     /// Why the component cannot run here (its service is reported skipped).
     Skipped(String),
+    /// firedrill's own stand-in runs instead (this image), and why.
+    StandIn(String, String),
 }
 
 impl Images {
@@ -98,7 +100,7 @@ impl Images {
                     .cloned()
                     .ok_or_else(|| err!(Image, "no image for {kind:?}"))?,
             ),
-            components::Image::Optional(_) => self
+            components::Image::Optional(_) | components::Image::OrStandIn(..) => self
                 .optional
                 .get(&kind)
                 .cloned()
@@ -141,8 +143,18 @@ pub async fn ensure(docker: &Docker, source: ImageSource) -> Result<Images> {
     let firedrill = ensure_firedrill(docker, &firedrill_bin).await?;
     let mut optional_images = BTreeMap::new();
     for c in &components::TABLE {
-        if let components::Image::Optional(img) = c.image {
-            optional_images.insert(c.kind, optional(docker, source, img).await);
+        match c.image {
+            components::Image::Optional(img) => {
+                optional_images.insert(c.kind, optional(docker, source, img).await);
+            }
+            components::Image::OrStandIn(img, _) => {
+                let o = match optional(docker, source, img).await {
+                    Optional::Skipped(why) => Optional::StandIn(firedrill.clone(), why),
+                    o => o,
+                };
+                optional_images.insert(c.kind, o);
+            }
+            _ => {}
         }
     }
     Ok(Images {

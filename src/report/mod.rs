@@ -224,6 +224,9 @@ pub struct DrillReport {
     pub lower_bound: Duration,
     /// Services that were not started, each with the reason.
     pub skipped_services: Vec<(String, String)>,
+    /// Services played by firedrill's stand-in for an absent official
+    /// image, each with what plays it and why.
+    pub stand_ins: Vec<(String, String)>,
     /// Each step and precondition, in order.
     pub steps: Vec<StepResult>,
     /// What was measured for each alert the drill provoked.
@@ -282,6 +285,7 @@ impl DrillReport {
             wall: Duration::ZERO,
             lower_bound: Duration::ZERO,
             skipped_services: vec![],
+            stand_ins: vec![],
             steps: vec![],
             breakdowns: vec![],
             loads: vec![],

@@ -93,6 +93,9 @@ impl DrillReport {
         for (name, why) in &self.skipped_services {
             out.push_str(&format!("  skipped service {name}: {why}\n"));
         }
+        for (name, what) in &self.stand_ins {
+            out.push_str(&format!("  service {name}: {what}\n"));
+        }
         if !self.breakdowns.is_empty() {
             out.push_str("  breakdown (measured, with the window each was checked against):\n");
             for b in &self.breakdowns {

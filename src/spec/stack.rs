@@ -57,6 +57,59 @@ pub struct ServiceSpec {
     /// Environment of the container (never a secret: use `secrets`).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+    /// The container's name, as Compose's `container_name` (cAdvisor's
+    /// `name` label, which dashboards and rules select on); by default
+    /// `firedrill-<run>-<service>`. A stack that names its containers runs
+    /// one at a time in a process, and fails to start beside a container of
+    /// the same name.
+    pub container_name: Option<String>,
+    /// The container's memory limit (`256MiB`), as in Compose; none by default.
+    pub mem_limit: Option<super::Bytes>,
+    /// The container's CPU limit in cores (`0.5`), as in Compose; none by default.
+    pub cpus: Option<f64>,
+    /// What Docker does when the container exits (default `no`), as in Compose.
+    #[serde(default)]
+    pub restart: Restart,
+}
+
+impl ServiceSpec {
+    /// Its limits and restart policy.
+    pub fn resources(&self) -> Resources {
+        Resources {
+            mem_limit: self.mem_limit,
+            cpus: self.cpus,
+            restart: self.restart,
+        }
+    }
+}
+
+/// A container's limits and restart policy, with Compose's names: what the
+/// container chaos of a drill acts against (a memory hog the kernel
+/// OOM-kills under `mem_limit`, a CPU burn throttled under `cpus`, a crash
+/// loop through `restart`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Resources {
+    /// The memory limit.
+    pub mem_limit: Option<super::Bytes>,
+    /// The CPU limit in cores, enforced by the CFS quota.
+    pub cpus: Option<f64>,
+    /// What Docker does when the container exits.
+    pub restart: Restart,
+}
+
+/// Docker's restart policy, as Compose writes it.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    /// Never restarted.
+    #[default]
+    No,
+    /// Restarted whatever its exit.
+    Always,
+    /// Restarted when it exits with a non-zero status (an OOM kill included).
+    OnFailure,
+    /// Restarted unless it was stopped.
+    UnlessStopped,
 }
 
 /// A lint finding silenced for a file that cannot hold comments (JSON).
@@ -189,6 +242,8 @@ impl Stack {
                 }
             }
             check_secrets(&source, &doc, name, svc, &mut errors);
+            check_resources(&source, name, svc, &mut errors);
+            check_container_name(&source, &doc, name, svc, &mut errors);
         }
         let prometheus = match prometheus {
             Ok(p) => Some(p),
@@ -300,6 +355,55 @@ fn check_secrets(
                 &at,
                 "a secret takes exactly one of `teams_mock`, `env` or `generated`",
             )),
+        }
+    }
+}
+
+/// A container name Docker accepts, once in the stack.
+fn check_container_name(
+    source: &Source,
+    doc: &StackDoc,
+    name: &str,
+    svc: &ServiceSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    let Some(c) = &svc.container_name else { return };
+    let valid = c.chars().next().is_some_and(|f| f.is_ascii_alphanumeric())
+        && c.chars()
+            .all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x));
+    let at = format!("services.{name}.container_name");
+    if !valid {
+        errors.push(source.error(
+            &at,
+            "a container name is letters, digits, `_`, `.` and `-`, starting with a letter or digit",
+        ));
+    }
+    let twice = doc
+        .services
+        .iter()
+        .any(|(n, s)| n.as_str() < name && s.container_name.as_ref() == Some(c));
+    if twice {
+        errors.push(source.error(&at, format!("another service is already named `{c}`")));
+    }
+}
+
+/// Limits Docker accepts: 6 MiB of memory at least (its floor), a CPU
+/// limit above zero.
+fn check_resources(source: &Source, name: &str, svc: &ServiceSpec, errors: &mut Vec<SpecError>) {
+    if let Some(m) = svc.mem_limit {
+        if m.0 < 6 << 20 {
+            errors.push(source.error(
+                &format!("services.{name}.mem_limit"),
+                "Docker's smallest memory limit is 6MiB",
+            ));
+        }
+    }
+    if let Some(c) = svc.cpus {
+        if !(c > 0.0 && c.is_finite()) {
+            errors.push(source.error(
+                &format!("services.{name}.cpus"),
+                "a CPU limit is a number of cores above 0 (`0.5`)",
+            ));
         }
     }
 }

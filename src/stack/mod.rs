@@ -52,11 +52,27 @@ pub struct Service {
     pub container: String,
     /// Why the service is not running (an optional component with no image).
     pub skipped: Option<String>,
+    /// What plays the component when its official image is absent, and why.
+    pub stand_in: Option<String>,
     /// How to tell it is ready (again, after a reset).
     pub ready: Ready,
 }
 
 impl Service {
+    /// A service that does not run, and why.
+    fn skipped(name: &str, kind: Kind, port: u16, why: String) -> Service {
+        Service {
+            name: name.to_string(),
+            kind,
+            port,
+            host_port: 0,
+            container: String::new(),
+            skipped: Some(why),
+            stand_in: None,
+            ready: Ready::Tcp,
+        }
+    }
+
     /// The URL the harness uses (published on 127.0.0.1).
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.host_port)
@@ -81,6 +97,9 @@ pub struct Running {
     /// Generated secrets by name (database passwords: never printed).
     generated: BTreeMap<String, String>,
     down: AtomicBool,
+    /// Held while a stack that names its containers is up: no other such
+    /// stack of this process comes up beside it (the names would clash).
+    _names: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// How long bringing the stack up took.
     pub bring_up: Duration,
 }
@@ -121,6 +140,10 @@ async fn tcp_open(addr: &str) -> bool {
 
 pub use crate::components::Ready;
 
+/// Taken by a stack whose containers have fixed names (`container_name`).
+static NAMED: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
+    std::sync::LazyLock::new(Default::default);
+
 impl Running {
     /// Brings the stack up: network, containers, readiness, every target up.
     pub async fn up(
@@ -142,6 +165,15 @@ impl Running {
             .filter_map(|s| s.generated.clone())
             .map(|g| (g, format!("{:032x}", rand::random::<u128>())))
             .collect();
+        let names = match stack
+            .doc
+            .services
+            .values()
+            .any(|s| s.container_name.is_some())
+        {
+            true => Some(NAMED.clone().lock_owned().await),
+            false => None,
+        };
         let mut running = Running {
             docker: docker.clone(),
             run_id: run_id.to_string(),
@@ -150,6 +182,7 @@ impl Running {
             teams_token: token.clone(),
             generated: generated.clone(),
             down: AtomicBool::new(false),
+            _names: names,
             bring_up: Duration::ZERO,
         };
         docker
@@ -167,19 +200,15 @@ impl Running {
             let port = stack.port(name);
             let svc = match plan::plan(name, stack, eff, images, port, &token, &generated)? {
                 plan::Planned::Run(p) => {
-                    running.start_service(name, kind, port, p, &labels).await?
+                    let cname = stack.doc.services[name].container_name.clone();
+                    let cname = cname.unwrap_or_else(|| format!("firedrill-{run_id}-{name}"));
+                    running
+                        .start_service(name, &cname, kind, port, *p, &labels)
+                        .await?
                 }
                 plan::Planned::Skipped(why) => {
                     tracing::warn!("{name}: skipped: {why}");
-                    Service {
-                        name: name.clone(),
-                        kind,
-                        port,
-                        host_port: 0,
-                        container: String::new(),
-                        skipped: Some(why),
-                        ready: Ready::Tcp,
-                    }
+                    Service::skipped(name, kind, port, why)
                 }
             };
             if svc.skipped.is_none() {
@@ -202,6 +231,7 @@ impl Running {
     async fn start_service(
         &self,
         name: &str,
+        container_name: &str,
         kind: Kind,
         port: u16,
         mut p: plan::Plan,
@@ -211,18 +241,22 @@ impl Running {
         // The files go in after the container is created, not into its settings.
         let files = std::mem::take(&mut p.files);
         let (image, ready, owner) = (p.image.clone(), p.ready, p.owner);
+        let stand_in = p.stand_in.take();
         let config = plan::container_config(p, name, &self.network, labels, port, host_port);
         let id = self
             .docker
             .create_container(
                 Some(CreateContainerOptions {
-                    name: format!("firedrill-{}-{name}", self.run_id),
+                    name: container_name.to_string(),
                     platform: None,
                 }),
                 config,
             )
             .await
-            .context(Error::Stack, format!("creating {name} from {image}"))?
+            .context(
+                Error::Stack,
+                format!("creating {name} (container {container_name}) from {image}"),
+            )?
             .id;
         let started = async {
             if !files.is_empty() {
@@ -251,6 +285,7 @@ impl Running {
             host_port,
             container: id,
             skipped: None,
+            stand_in,
             ready,
         })
     }

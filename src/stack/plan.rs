@@ -2,6 +2,8 @@
 //! reads rendered for this stack, its settings and secrets, as a tar body.
 
 use super::*;
+use crate::spec::stack::Restart;
+use bollard::models::{RestartPolicy, RestartPolicyNameEnum};
 
 pub(super) fn free_port() -> Result<u16> {
     // A fixed host port survives stop/start (a random one would change).
@@ -59,11 +61,15 @@ pub(super) struct Plan {
     /// starts the service over with no state (a shared stack's reset).
     pub(super) tmpfs: Vec<&'static str>,
     pub(super) ready: Ready,
+    /// Why firedrill's stand-in plays the component, when it does.
+    pub(super) stand_in: Option<String>,
+    /// Memory, CPU and restart policy from the stack file.
+    pub(super) resources: crate::spec::stack::Resources,
 }
 
 /// A service's plan, or why it cannot run here (an optional image absent).
 pub(super) enum Planned {
-    Run(Plan),
+    Run(Box<Plan>),
     Skipped(String),
 }
 
@@ -81,26 +87,47 @@ pub(super) fn plan(
 ) -> Result<Planned> {
     let svc = &stack.doc.services[name];
     let c = components::of(svc.kind);
-    let image = match images.for_kind(svc.kind)? {
-        Optional::Present(i) => i,
+    let (image, stand_in) = match images.for_kind(svc.kind)? {
+        Optional::Present(i) => (i, None),
         Optional::Skipped(why) => return Ok(Planned::Skipped(why)),
+        Optional::StandIn(i, why) => (i, Some(why)),
     };
+    let (argv, binds, ready) = match (c.image, &stand_in) {
+        (components::Image::OrStandIn(_, s), Some(_)) => (s.argv, s.binds, s.ready),
+        _ => (c.argv, c.binds, c.ready),
+    };
+    let binds = binds
+        .iter()
+        .map(|b| match b.strip_prefix(components::DOCKER_SOCKET) {
+            Some(rest) => components::docker_socket()
+                .map(|sock| format!("{sock}{rest}"))
+                .ok_or_else(|| {
+                    err!(
+                        Stack,
+                        "{name}: firedrill's stand-in reads the Docker API through a unix socket; DOCKER_HOST names none"
+                    )
+                }),
+            None => Ok(b.to_string()),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut p = Plan {
         image,
-        cmd: (c.argv)(port),
+        cmd: argv(port),
         env: vec![],
         files: vec![],
         owner: c.owner,
-        binds: c.binds.iter().map(|b| b.to_string()).collect(),
+        binds,
         tmpfs: c.state.to_vec(),
-        ready: c.ready,
+        ready,
+        stand_in: stand_in.map(|why| format!("firedrill's stand-in, since {why}")),
+        resources: svc.resources(),
     };
     own_files(&mut p, name, stack, eff, port, token)?;
     p.env
         .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
     p.cmd.extend(svc.args.iter().cloned());
     p.files.extend(secrets(svc, stack, token, generated)?);
-    Ok(Planned::Run(p))
+    Ok(Planned::Run(Box::new(p)))
 }
 
 /// The files (and settings) a service of each kind reads, rendered for
@@ -224,6 +251,16 @@ pub(super) fn container_config(
         .iter()
         .map(|t| (t.to_string(), "mode=1777".to_string()))
         .collect();
+    let r = p.resources;
+    let restart = RestartPolicy {
+        name: Some(match r.restart {
+            Restart::No => RestartPolicyNameEnum::NO,
+            Restart::Always => RestartPolicyNameEnum::ALWAYS,
+            Restart::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
+            Restart::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
+        }),
+        maximum_retry_count: None,
+    };
     Config {
         image: Some(p.image),
         cmd: (!p.cmd.is_empty()).then_some(p.cmd),
@@ -235,6 +272,11 @@ pub(super) fn container_config(
             port_bindings: Some([(port_key, Some(vec![binding]))].into()),
             binds: (!p.binds.is_empty()).then_some(p.binds),
             tmpfs: (!tmpfs.is_empty()).then_some(tmpfs),
+            memory: r.mem_limit.map(|m| m.0 as i64),
+            // No swap beyond the limit: the kernel OOM-kills at it.
+            memory_swap: r.mem_limit.map(|m| m.0 as i64),
+            nano_cpus: r.cpus.map(|c| (c * 1e9).round() as i64),
+            restart_policy: Some(restart),
             ..Default::default()
         }),
         networking_config: Some(bollard::container::NetworkingConfig {

@@ -365,6 +365,9 @@ impl SuiteRun<'_> {
             if let Some(why) = &s.skipped {
                 report.skipped_services.push((s.name.clone(), why.clone()));
             }
+            if let Some(what) = &s.stand_in {
+                report.stand_ins.push((s.name.clone(), what.clone()));
+            }
         }
         let t = Instant::now();
         report.interrupted = tokio::select! {

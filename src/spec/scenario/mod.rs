@@ -138,10 +138,16 @@ pub struct FixtureSet {
     /// Exit with this code (the one fault that cannot be undone).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub exit: Option<i32>,
+    /// Crash this many times in a row: exit 1 now, and on each of the next
+    /// starts exit 1 again after [`CRASH_LOOP_LIFE`] (a restart policy
+    /// brings it back each time), then serve again. Ends by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_loop: Option<u32>,
     /// The model is loaded (`model_loaded` families; model routes answer 503 when not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model_loaded: Option<bool>,
-    /// Pin gauges of the profile to values (`django_db_connections_active: 95`).
+    /// Pin gauges of the profile to values (`django_db_connections_active: 95`),
+    /// or raise its constant counters to a value (a counter never goes down).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub gauges: BTreeMap<String, f64>,
     /// Multiplies what each request adds (tokens, cost, audio seconds): a
@@ -149,6 +155,13 @@ pub struct FixtureSet {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount_factor: Option<f64>,
 }
+
+/// How long each start of a crash loop lives before it exits again: long
+/// enough for a scrape to see it, as an app that fails while starting.
+pub const CRASH_LOOP_LIFE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The most crashes a `crash_loop` may ask for.
+pub const MAX_CRASH_LOOP: u32 = 20;
 
 /// A `chaos` step as written: one action, with its options.
 #[derive(Debug, Clone, Deserialize, Serialize, Default)]

@@ -4,7 +4,7 @@
 
 use super::{Chaos, ExpectDashboards, FixtureSet, LoadStep, Scenario, Step, TeamsFault};
 use crate::error::{SpecError, SpecErrors};
-use crate::spec::fixture::{MetricType, Profile};
+use crate::spec::fixture::{MetricSource, MetricType, Profile};
 use crate::spec::source::Source;
 use crate::spec::stack::{Kind, Stack};
 use crate::util::closest;
@@ -167,6 +167,9 @@ impl Checker<'_> {
                 if let (Some(set), Some(p)) = (&c.set, self.stack.fixtures.get(&s)) {
                     fixture_set(self.src, &format!("{at_c}.set"), set, p, &mut self.errors);
                 }
+                if let Some(n) = c.set.as_ref().and_then(|x| x.crash_loop) {
+                    self.crash_loop(&format!("{at_c}.set.crash_loop"), &s, n);
+                }
             }
             Ok(Chaos::TeamsFault(t, _)) | Ok(Chaos::TeamsReset(t)) => {
                 let at_t = format!("{at_c}.teams");
@@ -177,6 +180,23 @@ impl Checker<'_> {
                     self.teams_fault(&format!("{at_c}.fault"), f);
                 }
             }
+        }
+    }
+
+    /// A crash loop is bounded, and needs a restart policy to loop.
+    fn crash_loop(&mut self, at: &str, service: &str, n: u32) {
+        if !(1..=super::MAX_CRASH_LOOP).contains(&n) {
+            self.push(
+                at,
+                format!("a crash loop is 1 to {} crashes", super::MAX_CRASH_LOOP),
+            );
+        }
+        let restart = self.stack.service(service).map(|x| x.restart);
+        if restart.is_some_and(|r| r == crate::spec::stack::Restart::No) {
+            self.push(
+                at,
+                format!("`{service}` has no restart policy (`restart: on-failure` in the stack file): it would crash once and stay down"),
+            );
         }
     }
 
@@ -228,9 +248,10 @@ fn fixture_set(src: &Source, at: &str, set: &FixtureSet, p: &Profile, errors: &m
     for g in set.gauges.keys() {
         match p.family(g) {
             Some(f) if f.type_ == MetricType::Gauge => {}
+            Some(f) if f.source == MetricSource::Constant => {}
             Some(_) => errors.push(src.error(
                 &format!("{at}.gauges"),
-                format!("`{g}` is not a gauge: only gauges can be pinned"),
+                format!("`{g}` is not a gauge or a constant counter: it cannot be pinned"),
             )),
             None => {
                 let mut e = src.error(
