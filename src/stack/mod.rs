@@ -140,6 +140,9 @@ async fn tcp_open(addr: &str) -> bool {
 
 pub use crate::components::Ready;
 
+/// The label Docker Compose gives a container: its service's name.
+pub const COMPOSE_SERVICE: &str = "com.docker.compose.service";
+
 /// Taken by a stack whose containers have fixed names (`container_name`).
 static NAMED: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
     std::sync::LazyLock::new(Default::default);
@@ -242,7 +245,12 @@ impl Running {
         let files = std::mem::take(&mut p.files);
         let (image, ready, owner) = (p.image.clone(), p.ready, p.owner);
         let stand_in = p.stand_in.take();
-        let config = plan::container_config(p, name, &self.network, labels, port, host_port);
+        // Compose's service label, as `docker compose up` sets it: cAdvisor
+        // exports it (container_label_com_docker_compose_service) and the
+        // seeds' dashboards select on it.
+        let mut labels = labels.clone();
+        labels.insert(COMPOSE_SERVICE.to_string(), name.to_string());
+        let config = plan::container_config(p, name, &self.network, &labels, port, host_port);
         let id = self
             .docker
             .create_container(
@@ -255,7 +263,14 @@ impl Running {
             .await
             .context(
                 Error::Stack,
-                format!("creating {name} (container {container_name}) from {image}"),
+                format!(
+                    "creating {name} (container {container_name}) from {image}{}",
+                    match container_name.starts_with("firedrill-") {
+                        true => "",
+                        // A name of the stack file's: another run may hold it.
+                        false => "; if another run left a container of this name, `firedrill down --all` removes it",
+                    }
+                ),
             )?
             .id;
         let started = async {

@@ -88,13 +88,12 @@ impl Running {
     async fn all_running<'a>(&self, live: &[&'a Service]) -> Result<Vec<&'a Service>> {
         let mut back = Vec::new();
         for s in live {
-            let state = self
-                .docker
-                .inspect_container(&s.container, None)
-                .await?
-                .state
-                .unwrap_or_default();
-            if state.paused == Some(true) {
+            let (state, restarted) = self.settled_state(&s.container).await?;
+            if restarted {
+                // Its restart policy brought it back (a crash loop's last
+                // turn): it comes up new, as a start would.
+                back.push(*s);
+            } else if state.paused == Some(true) {
                 self.unpause(&s.name).await?;
             } else if state.running != Some(true) {
                 self.start(&s.name).await?;
@@ -102,6 +101,32 @@ impl Running {
             }
         }
         Ok(back)
+    }
+
+    /// The container's state once its restart policy has had its turn: a
+    /// container between a crash and its restart is waited for (up to a
+    /// minute; Docker's back-off doubles from 100 ms), so that it is not
+    /// taken for a running one that can be reset in process. Also says
+    /// whether it had to wait.
+    async fn settled_state(
+        &self,
+        container: &str,
+    ) -> Result<(bollard::models::ContainerState, bool)> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut waited = false;
+        loop {
+            let state = self
+                .docker
+                .inspect_container(container, None)
+                .await?
+                .state
+                .unwrap_or_default();
+            if state.restarting != Some(true) || Instant::now() > deadline {
+                return Ok((state, waited));
+            }
+            waited = true;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Starts `services` over as their components' rows say: those
