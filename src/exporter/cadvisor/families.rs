@@ -52,7 +52,7 @@ pub struct Sample {
     /// tx bytes, tx packets, tx errors, tx dropped.
     pub net: BTreeMap<String, [u64; 8]>,
     /// Per block device (`major:minor`): bytes read, bytes written.
-    pub io: BTreeMap<String, (u64, u64)>,
+    pub io: BTreeMap<String, [u64; 2]>,
     /// The writable layer's size, bytes, when measured.
     pub fs_usage: Option<u64>,
     /// Tasks (threads) in the cgroup.
@@ -265,6 +265,42 @@ const FAMILIES: &[(&str, &str, &str, fn(&Sample) -> Option<f64>)] = &[
     ),
 ];
 
+/// cAdvisor's block I/O counters, per device.
+const IO: [(&str, &str); 2] = [
+    (
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read",
+    ),
+    (
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written",
+    ),
+];
+
+/// Families with a series per container and key (an interface, a device):
+/// the `i`-th of `families` takes the `i`-th value of each key; a family
+/// with no series is left out, as cAdvisor leaves it.
+fn keyed<const N: usize>(
+    f: &mut Family,
+    samples: &[Sample],
+    families: &[(&str, &str); N],
+    label: &str,
+    values: fn(&Sample) -> &BTreeMap<String, [u64; N]>,
+) {
+    for (i, (name, help)) in families.iter().enumerate() {
+        let mut headed = false;
+        for s in samples {
+            for (key, v) in values(s) {
+                if !headed {
+                    f.head(name, "counter", help);
+                    headed = true;
+                }
+                f.line(name, s, &[(label, key)], v[i] as f64);
+            }
+        }
+    }
+}
+
 /// The exposition of `samples`, as cAdvisor writes it.
 pub fn render(samples: &[Sample]) -> String {
     let mut out = String::new();
@@ -296,45 +332,38 @@ pub fn render(samples: &[Sample]) -> String {
             }
         }
     }
-    for (i, (name, help)) in NET.iter().enumerate() {
-        f.head(name, "counter", help);
-        for s in samples {
-            for (iface, v) in &s.net {
-                f.line(name, s, &[("interface", iface)], v[i] as f64);
-            }
-        }
-    }
-    for (i, (name, help)) in [
-        (
-            "container_fs_reads_bytes_total",
-            "Cumulative count of bytes read",
-        ),
-        (
-            "container_fs_writes_bytes_total",
-            "Cumulative count of bytes written",
-        ),
-    ]
-    .iter()
-    .enumerate()
-    {
-        f.head(name, "counter", help);
-        for s in samples {
-            for (dev, (r, w)) in &s.io {
-                f.line(
-                    name,
-                    s,
-                    &[("device", dev)],
-                    if i == 0 { *r } else { *w } as f64,
-                );
-            }
-        }
-    }
+    keyed(&mut f, samples, &NET, "interface", |s| &s.net);
+    keyed(&mut f, samples, &IO, "device", |s| &s.io);
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_family_with_no_series_is_left_out() {
+        let mut s = Sample::default();
+        s.io.insert("8:0".into(), [10, 20]);
+        let text = render(&[s]);
+        assert!(
+            !text.contains("container_network_receive_bytes_total"),
+            "{text}"
+        );
+        assert!(!text.contains("container_cpu_cfs_periods_total"), "{text}");
+        assert!(
+            text.contains(
+                "container_fs_reads_bytes_total{device=\"8:0\",id=\"\",image=\"\",name=\"\"} 10 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "container_fs_writes_bytes_total{device=\"8:0\",id=\"\",image=\"\",name=\"\"} 20 0"
+            ),
+            "{text}"
+        );
+    }
 
     #[test]
     fn label_names_and_values_as_cadvisor_writes_them() {

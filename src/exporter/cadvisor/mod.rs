@@ -92,8 +92,8 @@ fn net(stats: &bollard::container::Stats) -> BTreeMap<String, [u64; 8]> {
 }
 
 /// Per block device: bytes read and written (cgroup v1 writes `Read`, v2 `read`).
-fn io(stats: &bollard::container::Stats) -> BTreeMap<String, (u64, u64)> {
-    let mut io: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+fn io(stats: &bollard::container::Stats) -> BTreeMap<String, [u64; 2]> {
+    let mut io: BTreeMap<String, [u64; 2]> = BTreeMap::new();
     let entries = stats
         .blkio_stats
         .io_service_bytes_recursive
@@ -102,8 +102,8 @@ fn io(stats: &bollard::container::Stats) -> BTreeMap<String, (u64, u64)> {
     for e in entries {
         let d = io.entry(format!("{}:{}", e.major, e.minor)).or_default();
         match e.op.to_ascii_lowercase().as_str() {
-            "read" => d.0 += e.value,
-            "write" => d.1 += e.value,
+            "read" => d[0] += e.value,
+            "write" => d[1] += e.value,
             _ => {}
         }
     }
