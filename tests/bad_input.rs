@@ -315,3 +315,59 @@ fn container_limits_names_and_crash_loops_are_located() {
     assert!(out.contains("`tts` has no restart policy"), "{out}");
     assert!(out.contains("s.yaml:4:"), "located: {out}");
 }
+
+/// Volumes: a host path, an undeclared volume, a tmpfs without a size, a
+/// bind through driver options; a synthetic host's bad memory and disk; a
+/// disk fill asked of a fixture that plays no host. Each located.
+#[test]
+fn volumes_and_synthetic_hosts_are_located() {
+    let dir = copy_of(&["stack", "fixtures"]);
+    let p = dir.path().join("stack/seed-000/stack.yaml");
+    let text = std::fs::read_to_string(&p)
+        .unwrap()
+        .replacen(
+            "volumes: [host-proc:/host/proc:ro, host-disk:/rootfs/data:ro]",
+            "volumes: [/proc:/host/proc:ro, host-disks:/rootfs/data:ro]",
+            1,
+        )
+        .replacen("o: size=1m}", "o: nr_inodes=10}", 1)
+        .replacen(
+            "host-disk: {driver_opts: {type: tmpfs, device: tmpfs, o: \"size=64m,nr_inodes=4096\"}}",
+            "host-disk: {driver_opts: {type: none, device: /var, o: bind}}",
+            1,
+        );
+    std::fs::write(&p, text).unwrap();
+    let host = dir.path().join("fixtures/host.yaml");
+    let text = std::fs::read_to_string(&host)
+        .unwrap()
+        .replacen("memory: 1GiB", "memory: 16GiB", 1)
+        .replacen("device: /dev/vdb", "device: /dev/my disk", 1);
+    std::fs::write(&host, text).unwrap();
+    let out = render_spec_errors(&firedrill::spec::stack::Stack::load(&p).unwrap_err());
+    for needle in [
+        "`/proc` is a path of this machine",
+        "no volume `host-disks` in the stack's `volumes`",
+        "did you mean `host-disk`?",
+        "a tmpfs volume needs a size",
+        "no path of this machine",
+        "a synthetic host has 64MiB to 8GiB of memory",
+        "host.yaml:",
+        "a mount table field",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing: {out}");
+    }
+    // A disk fill asked of a fixture with no synthetic host.
+    let f = dir.path().join("s.yaml");
+    let stack = std::fs::canonicalize("stack/seed-000/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: s\nstack: {}\nsteps:\n  - chaos: {{fixture: tts, set: {{disk_used: 1MiB}}}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = error_of(f.to_str().unwrap());
+    assert!(out.contains("plays no host with a disk"), "{out}");
+    assert!(out.contains("s.yaml:4:"), "located: {out}");
+}

@@ -78,7 +78,7 @@ async fn run(scenario: &Path, fail_fast: bool) -> DrillReport {
         firedrill::stack::leftovers(&docker, Some(&report.run_id))
             .await
             .unwrap(),
-        (0, 0),
+        firedrill::stack::Leftovers::default(),
         "run {} left containers or networks",
         report.run_id
     );
@@ -279,7 +279,7 @@ async fn interrupt_tears_down(signal: libc::c_int) {
         firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
             .unwrap(),
-        (0, 0)
+        firedrill::stack::Leftovers::default()
     );
 }
 
@@ -430,7 +430,7 @@ async fn sigkill_leaves_no_load_behind() {
         firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
             .unwrap(),
-        (0, 0)
+        firedrill::stack::Leftovers::default()
     );
 }
 
@@ -498,7 +498,7 @@ async fn a_baseline_that_never_calms_is_inconclusive_even_on_a_retry() {
         firedrill::stack::leftovers(&docker, Some(&r.run_id))
             .await
             .unwrap(),
-        (0, 0)
+        firedrill::stack::Leftovers::default()
     );
 }
 
@@ -516,18 +516,31 @@ async fn down_removes_leftovers_by_label() {
         })
         .await
         .unwrap();
+    docker
+        .create_volume(bollard::volume::CreateVolumeOptions {
+            name: format!("firedrill-{run_id}-disk"),
+            driver: "local".to_string(),
+            labels: [(firedrill::stack::RUN_LABEL.to_string(), run_id.clone())].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(
         firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
             .unwrap(),
-        (0, 1)
+        firedrill::stack::Leftovers {
+            networks: 1,
+            volumes: 1,
+            ..Default::default()
+        }
     );
     down_run(&run_id);
     assert_eq!(
         firedrill::stack::leftovers(&docker, Some(&run_id))
             .await
             .unwrap(),
-        (0, 0)
+        firedrill::stack::Leftovers::default()
     );
 }
 
@@ -765,18 +778,19 @@ async fn a_shared_stack_is_reset_between_drills() {
         firedrill::stack::leftovers(&docker, Some(&first.run_id))
             .await
             .unwrap(),
-        (0, 0)
+        firedrill::stack::Leftovers::default()
     );
 }
 
-/// Seed 000's container and GPU drills on rules written for Kubernetes:
-/// cAdvisor selected by the kubelet's `container` label and dcgm-exporter
-/// by `pod`, labels that a standalone cAdvisor (official or firedrill's
-/// stand-in) and dcgm-exporter outside Kubernetes do not have. Each drill
-/// must fail at its first container or GPU alert, saying its rule matches
-/// nothing. One stack for all six, as the suite shares it.
+/// Seed 000's container, GPU and host drills on rules written for other
+/// exporters: cAdvisor selected by the kubelet's `container` label and
+/// dcgm-exporter by `pod`, labels that a standalone cAdvisor (official or
+/// firedrill's stand-in) and dcgm-exporter outside Kubernetes do not have,
+/// and host memory by node_exporter's names before 0.16 (no `_bytes`).
+/// Each drill must fail at its first such alert, saying its rule matches
+/// nothing. One stack for all seven, as the suite shares it.
 #[tokio::test(flavor = "multi_thread")]
-async fn seed_000_container_and_gpu_drills_fail_on_kubernetes_labels() {
+async fn seed_000_container_gpu_and_host_drills_fail_on_rules_for_other_exporters() {
     let ws = Workspace::new();
     let rules = ws.path("stack/seed-000/prometheus/rules/alerts.yml");
     let text = std::fs::read_to_string(&rules).unwrap();
@@ -787,7 +801,8 @@ async fn seed_000_container_and_gpu_drills_fail_on_kubernetes_labels() {
         .replace(
             "DCGM_FI_DEV_XID_ERRORS",
             r#"DCGM_FI_DEV_XID_ERRORS{pod!=""}"#,
-        );
+        )
+        .replace("node_memory_MemAvailable_bytes", "node_memory_MemAvailable");
     assert_ne!(text, broken);
     std::fs::write(&rules, broken).unwrap();
     // (scenario, the first alert it expects from a container or GPU rule)
@@ -798,6 +813,7 @@ async fn seed_000_container_and_gpu_drills_fail_on_kubernetes_labels() {
         ("ai-llm-container", "ContainerMemoryNoLimit"),
         ("ai-host-cpu", "TtsContainerMemoryHigh"),
         ("ai-gpu", "GpuXidError"),
+        ("ai-host-full", "HostHighMemory"),
     ];
     let paths: Vec<PathBuf> = drills
         .iter()

@@ -225,7 +225,8 @@ pub struct DrillReport {
     /// Services that were not started, each with the reason.
     pub skipped_services: Vec<(String, String)>,
     /// Services played by firedrill's stand-in for an absent official
-    /// image, each with what plays it and why.
+    /// image, each with what plays it and why; node-exporters that read a
+    /// synthetic host, each with which.
     pub stand_ins: Vec<(String, String)>,
     /// Each step and precondition, in order.
     pub steps: Vec<StepResult>,

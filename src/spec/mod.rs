@@ -115,6 +115,19 @@ impl<'de> Deserialize<'de> for Bytes {
     }
 }
 
+impl std::fmt::Display for Bytes {
+    /// In the largest binary unit that keeps it whole (`1GiB`, `64MiB`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.0;
+        for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+            if b >= size && b % size == 0 {
+                return write!(f, "{}{unit}", b / size);
+            }
+        }
+        write!(f, "{b}B")
+    }
+}
+
 impl Serialize for Bytes {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(self.0)
@@ -192,6 +205,9 @@ mod tests {
         assert_eq!(Bytes::parse("1.5GB").unwrap().0, 1_500_000_000);
         assert_eq!(Bytes::parse("4096").unwrap().0, 4096);
         assert!(Bytes::parse("12 parsecs").is_err());
+        assert_eq!(Bytes(1 << 30).to_string(), "1GiB");
+        assert_eq!(Bytes(3 << 19).to_string(), "1536KiB");
+        assert_eq!(Bytes(1000).to_string(), "1000B");
     }
 
     #[test]

@@ -70,6 +70,10 @@ pub struct ServiceSpec {
     /// What Docker does when the container exits (default `no`), as in Compose.
     #[serde(default)]
     pub restart: Restart,
+    /// Volumes of the stack mounted into the container, as Compose writes
+    /// them: `name:/path` or `name:/path:ro`.
+    #[serde(default)]
+    pub volumes: Vec<String>,
 }
 
 impl ServiceSpec {
@@ -167,6 +171,76 @@ pub struct StackDoc {
     /// Coverage settings.
     #[serde(default)]
     pub coverage: CoverageConfig,
+    /// Volumes its services share, by name, as in Compose: made for the run
+    /// (labelled with it) and removed with it.
+    #[serde(default)]
+    pub volumes: BTreeMap<String, VolumeSpec>,
+}
+
+/// A volume of the stack, as Compose declares one: Docker's local driver,
+/// on disk, or a tmpfs of a bounded size (`driver_opts: {type: tmpfs,
+/// device: tmpfs, o: "size=64m,nr_inodes=4096"}`). No other options: a
+/// volume never binds a path of the machine.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumeSpec {
+    /// The local driver's options.
+    #[serde(default)]
+    pub driver_opts: BTreeMap<String, String>,
+}
+
+/// The largest tmpfs volume a stack may declare: it is held in memory.
+pub const MAX_TMPFS_VOLUME: u64 = 1 << 30;
+
+/// A service's mount of a stack volume, from Compose's short syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The stack's volume.
+    pub volume: String,
+    /// Where it is mounted in the container.
+    pub path: String,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// Parses `name:/path` or `name:/path:ro|rw`.
+    pub fn parse(s: &str) -> Result<Mount, String> {
+        let parts: Vec<&str> = s.split(':').collect();
+        let (volume, path, mode) = match parts[..] {
+            [v, p] => (v, p, "rw"),
+            [v, p, m] => (v, p, m),
+            _ => return Err(format!("`{s}` is not `volume:/path` or `volume:/path:ro`")),
+        };
+        if volume.starts_with(['.', '/', '~']) {
+            return Err(format!(
+                "`{volume}` is a path of this machine: a stack mounts only its own volumes (`volumes:` at the top of the stack file)"
+            ));
+        }
+        if !path.starts_with('/') {
+            return Err(format!("`{path}` is not an absolute path in the container"));
+        }
+        let read_only = match mode {
+            "ro" => true,
+            "rw" => false,
+            m => return Err(format!("mode `{m}` is not `ro` or `rw`")),
+        };
+        Ok(Mount {
+            volume: volume.to_string(),
+            path: path.to_string(),
+            read_only,
+        })
+    }
+}
+
+impl ServiceSpec {
+    /// Its mounts; validated when the stack is loaded.
+    pub fn mounts(&self) -> Vec<Mount> {
+        self.volumes
+            .iter()
+            .filter_map(|v| Mount::parse(v).ok())
+            .collect()
+    }
 }
 
 /// A stack with every file it names loaded and validated.
@@ -244,7 +318,9 @@ impl Stack {
             check_secrets(&source, &doc, name, svc, &mut errors);
             check_resources(&source, name, svc, &mut errors);
             check_container_name(&source, &doc, name, svc, &mut errors);
+            check_mounts(&source, &doc, name, svc, &mut errors);
         }
+        check_volumes(&source, &doc, &mut errors);
         let prometheus = match prometheus {
             Ok(p) => Some(p),
             Err(mut e) => {
@@ -424,4 +500,99 @@ fn check_waivers(source: &Source, doc: &StackDoc, p: &Prometheus, errors: &mut V
         }
         errors.push(e);
     }
+}
+
+/// Each mount parses and names a volume the stack declares.
+fn check_mounts(
+    source: &Source,
+    doc: &StackDoc,
+    name: &str,
+    svc: &ServiceSpec,
+    errors: &mut Vec<SpecError>,
+) {
+    for (i, v) in svc.volumes.iter().enumerate() {
+        let at = format!("services.{name}.volumes.{i}");
+        match Mount::parse(v) {
+            Err(m) => errors.push(source.error(&at, m)),
+            Ok(m) if !doc.volumes.contains_key(&m.volume) => {
+                let mut e = source.error(
+                    &at,
+                    format!("no volume `{}` in the stack's `volumes`", m.volume),
+                );
+                if let Some(near) =
+                    crate::util::closest(&m.volume, doc.volumes.keys().map(String::as_str))
+                {
+                    e = e.with_help(format!("did you mean `{near}`?"));
+                }
+                errors.push(e);
+            }
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Every volume the stack declares is one firedrill makes.
+fn check_volumes(source: &Source, doc: &StackDoc, errors: &mut Vec<SpecError>) {
+    for (name, v) in &doc.volumes {
+        if let Err(m) = check_volume(v) {
+            errors.push(source.error(&format!("volumes.{name}.driver_opts"), m));
+        }
+    }
+}
+
+/// A volume on disk, or a tmpfs of [`MAX_TMPFS_VOLUME`] at most with the
+/// options tmpfs knows.
+fn check_volume(v: &VolumeSpec) -> Result<(), String> {
+    if v.driver_opts.is_empty() {
+        return Ok(());
+    }
+    let opt = |k: &str| v.driver_opts.get(k).map(String::as_str);
+    if opt("type") != Some("tmpfs") || opt("device") != Some("tmpfs") {
+        return Err("firedrill's volumes are on disk (no `driver_opts`) or tmpfs (`type: tmpfs, device: tmpfs`): no other kind, no path of this machine".into());
+    }
+    if let Some(k) = v
+        .driver_opts
+        .keys()
+        .find(|k| !["type", "device", "o"].contains(&k.as_str()))
+    {
+        return Err(format!(
+            "`{k}` is not a tmpfs volume option (`type`, `device`, `o`)"
+        ));
+    }
+    let mut size = None;
+    for o in opt("o").unwrap_or("").split(',').filter(|o| !o.is_empty()) {
+        let (k, val) = o.split_once('=').unwrap_or((o, ""));
+        match k {
+            "size" => size = Some(tmpfs_size(val)?),
+            "nr_inodes" => {
+                tmpfs_size(val)?;
+            }
+            "mode" | "uid" | "gid" => {}
+            _ => {
+                return Err(format!(
+                "`{k}` is not a tmpfs option firedrill passes (size, nr_inodes, mode, uid, gid)"
+            ))
+            }
+        }
+    }
+    match size {
+        Some(s) if s > 0 && s <= MAX_TMPFS_VOLUME => Ok(()),
+        Some(_) => {
+            Err("a tmpfs volume's size is above 0 and at most 1g (it is held in memory)".into())
+        }
+        None => Err("a tmpfs volume needs a size (`o: size=64m`): it is held in memory".into()),
+    }
+}
+
+/// A tmpfs size or count as mount(8) writes it: a number with k, m or g.
+fn tmpfs_size(v: &str) -> Result<u64, String> {
+    let (num, mult) = match v.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&v[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&v[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&v[..i], 1 << 30),
+        _ => (v, 1),
+    };
+    num.parse::<u64>()
+        .map(|n| n.saturating_mul(mult))
+        .map_err(|_| format!("`{v}` is not a tmpfs size (`64m`, `4096`, `1g`)"))
 }

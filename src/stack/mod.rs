@@ -18,7 +18,7 @@ mod plan;
 mod reset;
 mod sweep;
 
-pub use sweep::{leftovers, sweep};
+pub use sweep::{leftovers, sweep, Leftovers};
 
 use crate::components::{self, Reset};
 use crate::error::{bail, err, Context, Error, Result};
@@ -52,7 +52,8 @@ pub struct Service {
     pub container: String,
     /// Why the service is not running (an optional component with no image).
     pub skipped: Option<String>,
-    /// What plays the component when its official image is absent, and why.
+    /// What plays the component when its official image is absent, and
+    /// why; for a node-exporter, the synthetic host it reads.
     pub stand_in: Option<String>,
     /// How to tell it is ready (again, after a reset).
     pub ready: Ready,
@@ -160,20 +161,15 @@ impl Running {
         let network = format!("firedrill-{run_id}");
         let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), run_id.to_string())].into();
         let token = format!("{:032x}", rand::random::<u128>());
-        let generated: BTreeMap<String, String> = stack
-            .doc
-            .services
+        let services = &stack.doc.services;
+        let generated: BTreeMap<String, String> = services
             .values()
             .flat_map(|s| &s.secrets)
             .filter_map(|s| s.generated.clone())
             .map(|g| (g, format!("{:032x}", rand::random::<u128>())))
             .collect();
-        let names = match stack
-            .doc
-            .services
-            .values()
-            .any(|s| s.container_name.is_some())
-        {
+        let named = services.values().any(|s| s.container_name.is_some());
+        let names = match named {
             true => Some(NAMED.clone().lock_owned().await),
             false => None,
         };
@@ -197,12 +193,15 @@ impl Running {
             })
             .await
             .context(Error::Stack, "creating the run's network")?;
+        running.create_volumes(stack, &labels).await?;
         let mut to_check = Vec::new();
         for name in stack.doc.services.keys() {
             let kind = stack.doc.services[name].kind;
             let port = stack.port(name);
             let svc = match plan::plan(name, stack, eff, images, port, &token, &generated)? {
-                plan::Planned::Run(p) => {
+                plan::Planned::Run(mut p) => {
+                    p.binds
+                        .extend(volume_binds(run_id, &stack.doc.services[name]));
                     let cname = stack.doc.services[name].container_name.clone();
                     let cname = cname.unwrap_or_else(|| format!("firedrill-{run_id}-{name}"));
                     running
@@ -227,6 +226,22 @@ impl Running {
         running.wait_targets(stack, eff).await?;
         running.bring_up = started.elapsed();
         Ok(running)
+    }
+
+    /// Makes the stack's volumes, labelled with the run (the sweep removes them).
+    async fn create_volumes(&self, stack: &Stack, labels: &HashMap<String, String>) -> Result<()> {
+        for (name, v) in &stack.doc.volumes {
+            self.docker
+                .create_volume(bollard::volume::CreateVolumeOptions {
+                    name: volume_name(&self.run_id, name),
+                    driver: "local".to_string(),
+                    driver_opts: v.driver_opts.clone().into_iter().collect(),
+                    labels: labels.clone(),
+                })
+                .await
+                .context(Error::Stack, format!("creating volume {name}"))?;
+        }
+        Ok(())
     }
 
     /// Creates `name`'s container on the run's network from its plan,
@@ -532,6 +547,22 @@ impl Drop for Running {
         })
         .join();
     }
+}
+
+/// The Docker name of the stack's volume `name` in run `run_id`.
+fn volume_name(run_id: &str, name: &str) -> String {
+    format!("firedrill-{run_id}-{name}")
+}
+
+/// A service's mounts of the run's volumes, as binds (`volume:/path:ro`).
+fn volume_binds(run_id: &str, svc: &crate::spec::stack::ServiceSpec) -> Vec<String> {
+    svc.mounts()
+        .iter()
+        .map(|m| {
+            let ro = if m.read_only { ":ro" } else { "" };
+            format!("{}:{}{ro}", volume_name(run_id, &m.volume), m.path)
+        })
+        .collect()
 }
 
 /// The label filter for one run, or for every firedrill run.

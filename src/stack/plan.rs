@@ -122,12 +122,44 @@ pub(super) fn plan(
         stand_in: stand_in.map(|why| format!("firedrill's stand-in, since {why}")),
         resources: svc.resources(),
     };
+    if svc.kind == Kind::NodeExporter {
+        p.stand_in = synthetic_host(stack, svc);
+    }
     own_files(&mut p, name, stack, eff, port, token)?;
     p.env
         .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
     p.cmd.extend(svc.args.iter().cloned());
     p.files.extend(secrets(svc, stack, token, generated)?);
     Ok(Planned::Run(Box::new(p)))
+}
+
+/// What a node-exporter reads when it is pointed (`--path.procfs`) at the
+/// procfs tree of a fixture's synthetic host through a volume they share.
+fn synthetic_host(stack: &Stack, node: &crate::spec::stack::ServiceSpec) -> Option<String> {
+    let procfs = node
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--path.procfs="))?;
+    let volume_at = |s: &crate::spec::stack::ServiceSpec| {
+        s.mounts()
+            .into_iter()
+            .find(|m| m.path == procfs)
+            .map(|m| m.volume)
+    };
+    let shared = volume_at(node)?;
+    stack.fixtures.iter().find_map(|(name, p)| {
+        let h = p.host.as_ref().filter(|h| h.procfs == procfs)?;
+        (volume_at(&stack.doc.services[name])? == shared).then(|| {
+            let disk = match &h.disk {
+                Some(d) => format!(", a disk {} on {}", d.device, d.path),
+                None => String::new(),
+            };
+            format!(
+                "reads the synthetic host that `{name}` plays ({} of memory{disk}, this machine's CPU), not this machine's memory and disks",
+                h.memory
+            )
+        })
+    })
 }
 
 /// The files (and settings) a service of each kind reads, rendered for

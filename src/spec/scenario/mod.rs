@@ -154,6 +154,14 @@ pub struct FixtureSet {
     /// prompt that balloons, an expensive model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amount_factor: Option<f64>,
+    /// A synthetic host's disk: write a file of this size on it (as much
+    /// as fits). Undone by a reset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_used: Option<super::Bytes>,
+    /// A synthetic host's disk: create this many empty files on it (as many
+    /// as it has inodes for). Undone by a reset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_files: Option<u64>,
 }
 
 /// How long each start of a crash loop lives before it exits again: long

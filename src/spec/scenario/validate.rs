@@ -286,4 +286,19 @@ fn fixture_set(src: &Source, at: &str, set: &FixtureSet, p: &Profile, errors: &m
     {
         errors.push(src.error(&format!("{at}.amount_factor"), "a factor ≥ 0"));
     }
+    let disk = p.host.as_ref().is_some_and(|h| h.disk.is_some());
+    for (k, asked) in [
+        ("disk_used", set.disk_used.is_some()),
+        ("disk_files", set.disk_files.is_some()),
+    ] {
+        if asked && !disk {
+            errors.push(src.error(
+                &format!("{at}.{k}"),
+                format!(
+                    "profile `{}` plays no host with a disk (`host: {{disk: …}}`)",
+                    p.name
+                ),
+            ));
+        }
+    }
 }
