@@ -2,19 +2,45 @@
 //! killed, paused or started again (through [`Running`], the Docker layer);
 //! a fixture's behaviour changed through its control API (latency, errors,
 //! a CPU or memory burn); a fault set on the Teams mock (an error status, a
-//! delay). Each returns the line the drill reports.
+//! delay); a database's connections held by a client of the drill
+//! ([`Held`]). Each returns the line the drill reports.
 
-use crate::error::Result;
+use crate::error::{err, Result};
 use crate::fixture::teams::Fault;
 use crate::spec::scenario::{Chaos, ContainerAction};
+use crate::spec::stack::Stack;
 use crate::spec::Dur;
 use crate::stack::Running;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// What chaos holds open for the drill: connections to each PostgreSQL
+/// service. Dropping it closes them (the drill's end, on every exit path).
+#[derive(Default)]
+pub struct Held {
+    postgres: BTreeMap<String, Vec<tokio_postgres::Client>>,
+}
 
 /// Sets `action` on the stack; what was done, in a line. Durations of a
-/// Teams fault are scaled by the scenario's `time_scale`.
-pub async fn apply(running: &Running, time_scale: f64, action: &Chaos) -> Result<String> {
+/// Teams fault are scaled by the scenario's `time_scale`; connections are
+/// held in `held`.
+pub async fn apply(
+    running: &Running,
+    stack: &Stack,
+    held: &mut Held,
+    time_scale: f64,
+    action: &Chaos,
+) -> Result<String> {
     let r = running;
     Ok(match action {
+        Chaos::PostgresHold(s, n) => {
+            hold_connections(r, stack, held, s, *n as usize).await?;
+            format!("{s}: {n} connections held open")
+        }
+        Chaos::PostgresRelease(s) => {
+            let n = held.postgres.remove(s).map_or(0, |c| c.len());
+            format!("{s}: {n} held connections closed")
+        }
         Chaos::Container(a, s) => {
             match a {
                 ContainerAction::Stop => r.stop(s).await?,
@@ -49,6 +75,65 @@ pub async fn apply(running: &Running, time_scale: f64, action: &Chaos) -> Result
             format!("{t}: answers normally again")
         }
     })
+}
+
+/// How many connections are opened at once: a burst PostgreSQL's
+/// postmaster takes without refusing any.
+const CONNECT_BATCH: usize = 10;
+
+/// Holds `n` connections open on PostgreSQL service `s` (opening or closing
+/// some), as the stack's own user with the password the run made; each
+/// connection is an idle backend, as a leaking pool leaves them.
+async fn hold_connections(
+    r: &Running,
+    stack: &Stack,
+    held: &mut Held,
+    s: &str,
+    n: usize,
+) -> Result<()> {
+    let svc = stack
+        .service(s)
+        .ok_or_else(|| err!(Component, "no service `{s}`"))?;
+    let env = |k: &str| svc.env.get(k).cloned();
+    let user = env("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+    let db = env("POSTGRES_DB").unwrap_or_else(|| user.clone());
+    let password = match env("POSTGRES_PASSWORD_FILE") {
+        Some(path) => r.secret(stack, s, &path),
+        None => env("POSTGRES_PASSWORD"),
+    };
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host("127.0.0.1")
+        .port(r.service(s)?.host_port)
+        .user(&user)
+        .dbname(&db)
+        .application_name("firedrill-chaos")
+        .connect_timeout(Duration::from_secs(10));
+    if let Some(p) = &password {
+        cfg.password(p.as_str());
+    }
+    let clients = held.postgres.entry(s.to_string()).or_default();
+    clients.truncate(n);
+    while clients.len() < n {
+        let batch = (n - clients.len()).min(CONNECT_BATCH);
+        let opened =
+            futures_util::future::join_all((0..batch).map(|_| cfg.connect(tokio_postgres::NoTls)))
+                .await;
+        for c in opened {
+            let (client, conn) = c.map_err(|e| {
+                err!(
+                    Component,
+                    "{s} refused connection {} of {n}: {e}",
+                    clients.len() + 1
+                )
+            })?;
+            // The connection's I/O runs until the client is dropped.
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            clients.push(client);
+        }
+    }
+    Ok(())
 }
 
 /// A control API call: PUT `body`, or DELETE to undo; a refusal is an error

@@ -371,3 +371,31 @@ fn volumes_and_synthetic_hosts_are_located() {
     assert!(out.contains("plays no host with a disk"), "{out}");
     assert!(out.contains("s.yaml:4:"), "located: {out}");
 }
+
+/// Held connections: on a service that is not PostgreSQL, beyond the bound,
+/// and with neither a count nor a reset. Each located.
+#[test]
+fn postgres_connections_are_bounded_and_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("s.yaml");
+    let stack = std::fs::canonicalize("stack/seed-002/stack.yaml").unwrap();
+    std::fs::write(
+        &f,
+        format!(
+            "name: s\nstack: {}\nsteps:\n  - chaos: {{postgres: teams, connections: 5}}\n  - chaos: {{postgres: postgre, connections: 5000}}\n  - chaos: {{postgres: postgre}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = error_of(f.to_str().unwrap());
+    for needle in [
+        "s.yaml:4:",
+        "`teams` is not a postgres service",
+        "s.yaml:5:",
+        "1 to 1000 connections",
+        "s.yaml:6:",
+        "`postgres` takes either `connections: N` or `reset: true`",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing: {out}");
+    }
+}

@@ -556,6 +556,26 @@ async fn postgres_down_renamed_metric_fails() {
     assert_fails(&ws, "postgres-down", "expect_alert", &["returns no series"]).await;
 }
 
+/// PostgresqlTooManyConnections counting only active connections: a leaking
+/// pool's connections are idle, so the drill's 85 held connections never
+/// make it fire, and the drill fails at that alert.
+#[tokio::test]
+async fn postgres_connections_counted_only_when_active_fails() {
+    let ws = Workspace::new();
+    ws.patch(
+        "stack/seed-002/prometheus/alert_rules.yml",
+        r#"sum by (instance) (pg_stat_activity_count{job="postgres"})"#,
+        r#"sum by (instance) (pg_stat_activity_count{job="postgres",state="active"})"#,
+    );
+    assert_fails(
+        &ws,
+        "postgres-connections",
+        "expect_alert",
+        &["PostgresqlTooManyConnections"],
+    )
+    .await;
+}
+
 /// Seed 002's prometheus.yml as written scrapes PostgreSQL's own port, which
 /// speaks no HTTP: the drill stops at bring-up and names the target.
 #[tokio::test]

@@ -258,6 +258,8 @@ struct Drill<'a> {
     /// Alerts the drills beside this one expect (not false alerts here).
     foreign: &'a Foreign,
     progress: Option<Arc<dyn Progress>>,
+    /// What chaos holds open until the drill ends (a database's connections).
+    held: crate::chaos::Held,
 }
 
 static NO_FOREIGN: Foreign = Vec::new();
@@ -302,6 +304,7 @@ impl<'a> Drill<'a> {
             tail: Duration::ZERO,
             foreign: &NO_FOREIGN,
             progress: None,
+            held: crate::chaos::Held::default(),
             missed: Vec::new(),
             poll: (eval / 4).clamp(Duration::from_millis(100), Duration::from_millis(500)),
         }
@@ -424,12 +427,16 @@ impl<'a> Drill<'a> {
                 // A container's fault starts when the action does: one that
                 // stops gracefully is already refusing scrapes while it does.
                 // A fixture's is in place when its control call returns: a
-                // memory hog of gigabytes takes seconds to become resident.
+                // memory hog of gigabytes takes seconds to become resident;
+                // held connections, when the last one is open.
                 let started = Utc::now();
-                let msg = crate::chaos::apply(self.running, self.scenario.doc.time_scale, &action)
+                let (stack, scale) = (&self.scenario.stack, self.scenario.doc.time_scale);
+                let msg = crate::chaos::apply(self.running, stack, &mut self.held, scale, &action)
                     .await?;
                 let at = match action {
-                    Chaos::FixtureSet(..) | Chaos::FixtureReset(_) => Utc::now(),
+                    Chaos::FixtureSet(..) | Chaos::FixtureReset(_) | Chaos::PostgresHold(..) => {
+                        Utc::now()
+                    }
                     _ => started,
                 };
                 self.tail = match &action {

@@ -337,6 +337,21 @@ impl Running {
             .collect()
     }
 
+    /// What `service`'s secret at `path` holds: a value made for this run
+    /// or one from the environment (a database password: never printed).
+    pub fn secret(&self, stack: &Stack, service: &str, path: &str) -> Option<String> {
+        let s = stack
+            .service(service)?
+            .secrets
+            .iter()
+            .find(|s| s.path == path)?;
+        match (&s.generated, &s.env) {
+            (Some(g), _) => self.generated.get(g).cloned(),
+            (None, Some(var)) => std::env::var(var).ok(),
+            (None, None) => None,
+        }
+    }
+
     /// The service `name`; an error if there is none or it is skipped.
     pub fn service(&self, name: &str) -> Result<&Service> {
         let s = self

@@ -59,7 +59,11 @@ impl Footprint {
                         }
                         f.services.insert(s);
                     }
-                    Ok(Chaos::FixtureReset(s)) => {
+                    Ok(
+                        Chaos::FixtureReset(s)
+                        | Chaos::PostgresHold(s, _)
+                        | Chaos::PostgresRelease(s),
+                    ) => {
                         f.services.insert(s);
                     }
                     Ok(Chaos::TeamsFault(t, _) | Chaos::TeamsReset(t)) => alone.push(format!(

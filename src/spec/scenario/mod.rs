@@ -193,10 +193,20 @@ pub struct ChaosStep {
     pub teams: Option<String>,
     /// The fault set on `teams`.
     pub fault: Option<TeamsFault>,
-    /// Undo the `fixture` change or the `teams` fault, default false.
+    /// A PostgreSQL service whose connections a client holds
+    /// (`connections`) or lets go (`reset`).
+    pub postgres: Option<String>,
+    /// How many connections to hold open on `postgres` (1 to
+    /// [`MAX_CONNECTIONS`]), until `reset` or the drill's end.
+    pub connections: Option<u32>,
+    /// Undo the `fixture` change, the `teams` fault or the `postgres`
+    /// connections, default false.
     #[serde(default)]
     pub reset: bool,
 }
+
+/// The most connections a `postgres` chaos step may hold.
+pub const MAX_CONNECTIONS: u32 = 1000;
 
 /// What the Teams mock does to each card while the fault lasts.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
@@ -246,6 +256,10 @@ pub enum Chaos {
     TeamsFault(String, TeamsFault),
     /// A Teams mock's fault lifted.
     TeamsReset(String),
+    /// Connections held open on a PostgreSQL service, by a client of the drill.
+    PostgresHold(String, u32),
+    /// The connections held on a PostgreSQL service closed.
+    PostgresRelease(String),
 }
 
 impl ScenarioDoc {
@@ -310,10 +324,17 @@ impl ChaosStep {
                 _ => return Err("`teams` takes either `fault: {...}` or `reset: true`".into()),
             }
         }
+        if let Some(p) = &self.postgres {
+            match (self.connections, self.reset) {
+                (Some(n), false) => found.push(Chaos::PostgresHold(p.clone(), n)),
+                (None, true) => found.push(Chaos::PostgresRelease(p.clone())),
+                _ => return Err("`postgres` takes either `connections: N` or `reset: true`".into()),
+            }
+        }
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(
-                "a chaos step names one action: stop, start, kill, pause, unpause, fixture or teams"
+                "a chaos step names one action: stop, start, kill, pause, unpause, fixture, teams or postgres"
                     .into(),
             ),
             _ => Err("a chaos step names one action only; use one step per action".into()),

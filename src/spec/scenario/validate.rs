@@ -171,6 +171,20 @@ impl Checker<'_> {
                     self.crash_loop(&format!("{at_c}.set.crash_loop"), &s, n);
                 }
             }
+            Ok(Chaos::PostgresHold(p, _)) | Ok(Chaos::PostgresRelease(p)) => {
+                let at_p = format!("{at_c}.postgres");
+                if self.service(&at_p, &p) && self.kind(&p) != Some(Kind::Postgres) {
+                    self.push(&at_p, format!("`{p}` is not a postgres service"));
+                }
+                if c.connections
+                    .is_some_and(|n| !(1..=super::MAX_CONNECTIONS).contains(&n))
+                {
+                    self.push(
+                        &format!("{at_c}.connections"),
+                        format!("1 to {} connections", super::MAX_CONNECTIONS),
+                    );
+                }
+            }
             Ok(Chaos::TeamsFault(t, _)) | Ok(Chaos::TeamsReset(t)) => {
                 let at_t = format!("{at_c}.teams");
                 if self.service(&at_t, &t) && self.kind(&t) != Some(Kind::TeamsMock) {
