@@ -48,6 +48,7 @@ pub async fn apply(
                 ContainerAction::Kill => r.kill(s).await?,
                 ContainerAction::Pause => r.pause(s).await?,
                 ContainerAction::Unpause => r.unpause(s).await?,
+                ContainerAction::Remove => r.remove(s).await?,
             }
             format!("{a:?} {s}").to_lowercase()
         }

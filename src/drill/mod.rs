@@ -310,6 +310,39 @@ impl<'a> Drill<'a> {
         }
     }
 
+    /// A chaos step: the fault set, and when it took effect.
+    async fn chaos(&mut self, c: &crate::spec::scenario::ChaosStep) -> Result<Outcome> {
+        let action = c.action().map_err(|e| err!(Component, e))?;
+        // A container's fault starts when the action does: one that
+        // stops gracefully is already refusing scrapes while it does.
+        // A fixture's is in place when its control call returns: a
+        // memory hog of gigabytes takes seconds to become resident;
+        // held connections, when the last one is open.
+        let started = Utc::now();
+        let (stack, scale) = (&self.scenario.stack, self.scenario.doc.time_scale);
+        let msg = crate::chaos::apply(self.running, stack, &mut self.held, scale, &action).await?;
+        let at = match action {
+            Chaos::FixtureSet(..) | Chaos::FixtureReset(_) | Chaos::PostgresHold(..) => Utc::now(),
+            _ => started,
+        };
+        self.tail = match &action {
+            Chaos::FixtureSet(f, set) => {
+                let now = set.latency.map(|d| d.0).unwrap_or_default();
+                self.latency.insert(f.clone(), now).unwrap_or_default()
+            }
+            Chaos::FixtureReset(f) => self.latency.remove(f).unwrap_or_default(),
+            _ => Duration::ZERO,
+        };
+        // A Teams fault is not a change of the monitored system:
+        // windows still count from the last fault of the stack.
+        if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
+            self.last_change = Some(at);
+            self.last_change_began = Some(started);
+            self.note_missed().await;
+        }
+        Ok(Outcome::pass(msg))
+    }
+
     /// A progress bar for a wait of up to `bound` (none without a terminal).
     fn bar(&self, what: String, bound: Duration) -> Option<Box<dyn Send>> {
         let p = self.progress.as_ref()?;
@@ -422,40 +455,7 @@ impl<'a> Drill<'a> {
                 });
                 Ok(Outcome::pass(format!("{what}, in the background")))
             }
-            Step::Chaos(c) => {
-                let action = c.action().map_err(|e| err!(Component, e))?;
-                // A container's fault starts when the action does: one that
-                // stops gracefully is already refusing scrapes while it does.
-                // A fixture's is in place when its control call returns: a
-                // memory hog of gigabytes takes seconds to become resident;
-                // held connections, when the last one is open.
-                let started = Utc::now();
-                let (stack, scale) = (&self.scenario.stack, self.scenario.doc.time_scale);
-                let msg = crate::chaos::apply(self.running, stack, &mut self.held, scale, &action)
-                    .await?;
-                let at = match action {
-                    Chaos::FixtureSet(..) | Chaos::FixtureReset(_) | Chaos::PostgresHold(..) => {
-                        Utc::now()
-                    }
-                    _ => started,
-                };
-                self.tail = match &action {
-                    Chaos::FixtureSet(f, set) => {
-                        let now = set.latency.map(|d| d.0).unwrap_or_default();
-                        self.latency.insert(f.clone(), now).unwrap_or_default()
-                    }
-                    Chaos::FixtureReset(f) => self.latency.remove(f).unwrap_or_default(),
-                    _ => Duration::ZERO,
-                };
-                // A Teams fault is not a change of the monitored system:
-                // windows still count from the last fault of the stack.
-                if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
-                    self.last_change = Some(at);
-                    self.last_change_began = Some(started);
-                    self.note_missed().await;
-                }
-                Ok(Outcome::pass(msg))
-            }
+            Step::Chaos(c) => self.chaos(c).await,
             Step::Wait(w) => {
                 let _bar = self.bar("waiting".into(), self.scaled(w.for_));
                 tokio::time::sleep(self.scaled(w.for_)).await;

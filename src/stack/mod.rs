@@ -15,6 +15,7 @@ pub use docker::{connect, RUN_LABEL};
 
 mod plan;
 
+mod container;
 mod reset;
 mod sweep;
 
@@ -84,6 +85,9 @@ impl Service {
     }
 }
 
+/// Each service's container settings and files (a tar body).
+type Made = BTreeMap<String, (Config<String>, Vec<u8>)>;
+
 /// A stack that is up. Dropping it without `down()` still removes everything.
 pub struct Running {
     docker: Docker,
@@ -103,6 +107,9 @@ pub struct Running {
     _names: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// How long bringing the stack up took.
     pub bring_up: Duration,
+    /// Each container's settings and files, by service: what makes it
+    /// again after a chaos step removed it.
+    made: std::sync::Mutex<Made>,
 }
 
 impl std::fmt::Debug for Running {
@@ -183,6 +190,7 @@ impl Running {
             down: AtomicBool::new(false),
             _names: names,
             bring_up: Duration::ZERO,
+            made: Default::default(),
         };
         docker
             .create_network(CreateNetworkOptions {
@@ -266,37 +274,16 @@ impl Running {
         let mut labels = labels.clone();
         labels.insert(COMPOSE_SERVICE.to_string(), name.to_string());
         let config = plan::container_config(p, name, &self.network, &labels, port, host_port);
-        let id = self
-            .docker
-            .create_container(
-                Some(CreateContainerOptions {
-                    name: container_name.to_string(),
-                    platform: None,
-                }),
-                config,
-            )
-            .await
-            .context(
-                Error::Stack,
-                format!(
-                    "creating {name} (container {container_name}) from {image}{}",
-                    match container_name.starts_with("firedrill-") {
-                        true => "",
-                        // A name of the stack file's: another run may hold it.
-                        false => "; if another run left a container of this name, `firedrill down --all` removes it",
-                    }
-                ),
-            )?
-            .id;
-        let started = async {
-            if !files.is_empty() {
-                self.upload(&id, &files, owner).await?;
-            }
-            self.docker
-                .start_container(&id, None::<StartContainerOptions<String>>)
-                .await
-                .context(Error::Stack, format!("starting {name}"))
+        let tar = match files.is_empty() {
+            true => Vec::new(),
+            false => plan::tar_files(&files, owner)?,
         };
+        self.made
+            .lock()
+            .expect("made lock")
+            .insert(name.to_string(), (config.clone(), tar.clone()));
+        let id = self.create(name, container_name, &image, config).await?;
+        let started = self.put_files_and_start(name, &id, tar);
         if let Err(e) = started.await {
             // Not yet one of the run's services: removed here, not at teardown.
             // With its anonymous volumes, as the sweep removes them.
@@ -313,7 +300,8 @@ impl Running {
             kind,
             port,
             host_port,
-            container: id,
+            // By name: a container removed by chaos is made again under it.
+            container: container_name.to_string(),
             skipped: None,
             stand_in,
             ready,
@@ -453,85 +441,6 @@ impl Running {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
-    }
-
-    /// Whether `name`'s container is running.
-    pub async fn is_running(&self, name: &str) -> Result<bool> {
-        let s = self.service(name)?;
-        let i = self.docker.inspect_container(&s.container, None).await?;
-        Ok(i.state.and_then(|s| s.running).unwrap_or(false))
-    }
-
-    /// The last `lines` lines of `name`'s container log (empty if it cannot be read).
-    pub async fn logs(&self, name: &str, lines: usize) -> String {
-        let Ok(s) = self.service(name) else {
-            return String::new();
-        };
-        let mut out = String::new();
-        let mut st = self.docker.logs::<String>(
-            &s.container,
-            Some(LogsOptions {
-                stdout: true,
-                stderr: true,
-                tail: lines.to_string(),
-                ..Default::default()
-            }),
-        );
-        while let Some(Ok(l)) = st.next().await {
-            match l {
-                LogOutput::StdOut { message }
-                | LogOutput::StdErr { message }
-                | LogOutput::Console { message } => {
-                    out.push_str(&String::from_utf8_lossy(&message))
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-
-    /// Stops `name`'s container: SIGTERM, then SIGKILL after 5 s.
-    pub async fn stop(&self, name: &str) -> Result<()> {
-        let s = self.service(name)?;
-        self.docker
-            .stop_container(&s.container, Some(StopContainerOptions { t: 5 }))
-            .await?;
-        Ok(())
-    }
-
-    /// Kills `name`'s container with SIGKILL.
-    pub async fn kill(&self, name: &str) -> Result<()> {
-        let s = self.service(name)?;
-        self.docker
-            .kill_container(
-                &s.container,
-                Some(KillContainerOptions { signal: "SIGKILL" }),
-            )
-            .await?;
-        Ok(())
-    }
-
-    /// Starts `name`'s container again.
-    pub async fn start(&self, name: &str) -> Result<()> {
-        let s = self.service(name)?;
-        self.docker
-            .start_container(&s.container, None::<StartContainerOptions<String>>)
-            .await?;
-        Ok(())
-    }
-
-    /// Pauses `name`'s container (its processes freeze).
-    pub async fn pause(&self, name: &str) -> Result<()> {
-        let s = self.service(name)?;
-        self.docker.pause_container(&s.container).await?;
-        Ok(())
-    }
-
-    /// Resumes `name`'s paused container.
-    pub async fn unpause(&self, name: &str) -> Result<()> {
-        let s = self.service(name)?;
-        self.docker.unpause_container(&s.container).await?;
-        Ok(())
     }
 
     /// Removes every container and the network of this run.

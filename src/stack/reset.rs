@@ -3,6 +3,7 @@
 //! (Prometheus' rules reloaded and samples deleted, Alertmanager restarted
 //! empty, the fixtures and the Teams mock reset in process).
 
+use super::container::is_absent;
 use super::*;
 
 impl Running {
@@ -115,12 +116,12 @@ impl Running {
         let deadline = Instant::now() + Duration::from_secs(60);
         let mut waited = false;
         loop {
-            let state = self
-                .docker
-                .inspect_container(container, None)
-                .await?
-                .state
-                .unwrap_or_default();
+            let state = match self.docker.inspect_container(container, None).await {
+                Ok(i) => i.state.unwrap_or_default(),
+                // Removed by chaos: stopped, for `start` to make it again.
+                Err(e) if is_absent(&e) => Default::default(),
+                Err(e) => return Err(e.into()),
+            };
             if state.restarting != Some(true) || Instant::now() > deadline {
                 return Ok((state, waited));
             }
@@ -173,6 +174,12 @@ impl Running {
         files: &[(String, Vec<u8>, u32)],
         owner: u32,
     ) -> Result<()> {
+        self.upload_tar(container, plan::tar_files(files, owner)?)
+            .await
+    }
+
+    /// Copies a tar body of files into a container, at its root.
+    pub(super) async fn upload_tar(&self, container: &str, tar: Vec<u8>) -> Result<()> {
         self.docker
             .upload_to_container(
                 container,
@@ -180,7 +187,7 @@ impl Running {
                     path: "/".to_string(),
                     ..Default::default()
                 }),
-                plan::tar_files(files, owner)?.into(),
+                tar.into(),
             )
             .await
             .context(Error::Stack, format!("copying files into {container}"))

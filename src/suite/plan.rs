@@ -59,16 +59,12 @@ impl Footprint {
                         }
                         f.services.insert(s);
                     }
-                    Ok(
-                        Chaos::FixtureReset(s)
-                        | Chaos::PostgresHold(s, _)
-                        | Chaos::PostgresRelease(s),
-                    ) => {
-                        f.services.insert(s);
-                    }
                     Ok(Chaos::TeamsFault(t, _) | Chaos::TeamsReset(t)) => alone.push(format!(
                         "it sets a fault on {t}, which every drill's cards go through"
                     )),
+                    Ok(other) => {
+                        f.services.insert(other.service().to_string());
+                    }
                     Err(_) => {}
                 },
                 Step::ExpectDashboards(_) => alone.push(

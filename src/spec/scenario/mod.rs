@@ -185,6 +185,9 @@ pub struct ChaosStep {
     pub pause: Option<String>,
     /// A service whose paused container resumes.
     pub unpause: Option<String>,
+    /// A service whose container is removed (`docker rm -f`); `start`
+    /// makes it again from its settings.
+    pub remove: Option<String>,
     /// A fixture service whose behaviour changes (`set`) or returns to its profile (`reset`).
     pub fixture: Option<String>,
     /// What changes on `fixture`.
@@ -241,6 +244,8 @@ pub enum ContainerAction {
     Pause,
     /// Resumes it after a pause.
     Unpause,
+    /// Removes it (killed first); `Start` makes it again.
+    Remove,
 }
 
 /// A chaos step after validation: exactly one action.
@@ -294,6 +299,21 @@ impl ScenarioDoc {
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
 
+impl Chaos {
+    /// The service it acts on.
+    pub fn service(&self) -> &str {
+        match self {
+            Chaos::Container(_, s)
+            | Chaos::FixtureSet(s, _)
+            | Chaos::FixtureReset(s)
+            | Chaos::TeamsFault(s, _)
+            | Chaos::TeamsReset(s)
+            | Chaos::PostgresHold(s, _)
+            | Chaos::PostgresRelease(s) => s,
+        }
+    }
+}
+
 impl ChaosStep {
     /// The one action this step names; an error if it names none or several.
     pub fn action(&self) -> crate::error::Result<Chaos> {
@@ -305,6 +325,7 @@ impl ChaosStep {
             (Kill, &self.kill),
             (Pause, &self.pause),
             (Unpause, &self.unpause),
+            (Remove, &self.remove),
         ] {
             if let Some(s) = s {
                 found.push(Chaos::Container(a, s.clone()));
@@ -334,7 +355,7 @@ impl ChaosStep {
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(
-                "a chaos step names one action: stop, start, kill, pause, unpause, fixture, teams or postgres"
+                "a chaos step names one action: stop, start, kill, pause, unpause, remove, fixture, teams or postgres"
                     .into(),
             ),
             _ => Err("a chaos step names one action only; use one step per action".into()),
