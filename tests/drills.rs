@@ -835,6 +835,12 @@ async fn seed_000_container_gpu_and_host_drills_fail_on_rules_for_other_exporter
         ("ai-gpu", "GpuXidError"),
         ("ai-host-full", "HostHighMemory"),
     ];
+    // Twice as compressed as the reference drills: a rule that matches
+    // nothing fails as surely at ×0.05, in half the time.
+    for (s, _) in &drills {
+        let rel = format!("scenarios/{s}.yaml");
+        ws.patch(&rel, "time_scale: 0.1\n", "time_scale: 0.05\n");
+    }
     let paths: Vec<PathBuf> = drills
         .iter()
         .map(|(s, _)| ws.path(&format!("scenarios/{s}.yaml")))
