@@ -26,6 +26,16 @@ fn error_of(file: &str) -> String {
     render_spec_errors(&e)
 }
 
+/// The error of a scenario with `steps` (YAML lines) on reference stack
+/// `stack`, written in `dir` as `s.yaml`.
+fn steps_error(dir: &Path, stack: &str, steps: &str) -> String {
+    let f = dir.join("s.yaml");
+    let stack = std::fs::canonicalize(stack).unwrap();
+    let text = format!("name: s\nstack: {}\nsteps:\n{steps}", stack.display());
+    std::fs::write(&f, text).unwrap();
+    error_of(f.to_str().unwrap())
+}
+
 #[test]
 fn unknown_step() {
     insta::assert_snapshot!(error_of("tests/data/bad/unknown-step.yaml"));
@@ -301,17 +311,11 @@ fn container_limits_names_and_crash_loops_are_located() {
         assert!(out.contains(needle), "`{needle}` missing: {out}");
     }
     // A crash loop on a service that Docker does not restart.
-    let f = dir.path().join("s.yaml");
-    let stack = std::fs::canonicalize("stack/seed-000/stack.yaml").unwrap();
-    std::fs::write(
-        &f,
-        format!(
-            "name: s\nstack: {}\nsteps:\n  - chaos: {{fixture: tts, set: {{crash_loop: 3}}}}\n",
-            stack.display()
-        ),
-    )
-    .unwrap();
-    let out = error_of(f.to_str().unwrap());
+    let out = steps_error(
+        dir.path(),
+        "stack/seed-000/stack.yaml",
+        "  - chaos: {fixture: tts, set: {crash_loop: 3}}\n",
+    );
     assert!(out.contains("`tts` has no restart policy"), "{out}");
     assert!(out.contains("s.yaml:4:"), "located: {out}");
 }
@@ -357,17 +361,11 @@ fn volumes_and_synthetic_hosts_are_located() {
         assert!(out.contains(needle), "`{needle}` missing: {out}");
     }
     // A disk fill asked of a fixture with no synthetic host.
-    let f = dir.path().join("s.yaml");
-    let stack = std::fs::canonicalize("stack/seed-000/stack.yaml").unwrap();
-    std::fs::write(
-        &f,
-        format!(
-            "name: s\nstack: {}\nsteps:\n  - chaos: {{fixture: tts, set: {{disk_used: 1MiB}}}}\n",
-            stack.display()
-        ),
-    )
-    .unwrap();
-    let out = error_of(f.to_str().unwrap());
+    let out = steps_error(
+        dir.path(),
+        "stack/seed-000/stack.yaml",
+        "  - chaos: {fixture: tts, set: {disk_used: 1MiB}}\n",
+    );
     assert!(out.contains("plays no host with a disk"), "{out}");
     assert!(out.contains("s.yaml:4:"), "located: {out}");
 }
@@ -377,17 +375,11 @@ fn volumes_and_synthetic_hosts_are_located() {
 #[test]
 fn postgres_connections_are_bounded_and_located() {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("s.yaml");
-    let stack = std::fs::canonicalize("stack/seed-002/stack.yaml").unwrap();
-    std::fs::write(
-        &f,
-        format!(
-            "name: s\nstack: {}\nsteps:\n  - chaos: {{postgres: teams, connections: 5}}\n  - chaos: {{postgres: postgre, connections: 5000}}\n  - chaos: {{postgres: postgre}}\n",
-            stack.display()
-        ),
-    )
-    .unwrap();
-    let out = error_of(f.to_str().unwrap());
+    let out = steps_error(
+        dir.path(),
+        "stack/seed-002/stack.yaml",
+        "  - chaos: {postgres: teams, connections: 5}\n  - chaos: {postgres: postgre, connections: 5000}\n  - chaos: {postgres: postgre}\n",
+    );
     for needle in [
         "s.yaml:4:",
         "`teams` is not a postgres service",
