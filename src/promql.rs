@@ -137,8 +137,40 @@ pub fn max_lookback(expr: &str) -> crate::error::Result<Duration> {
     Ok(max)
 }
 
+/// The jobs `expr` selects by name (`{job="postgres"}`): whose targets'
+/// metrics it reads. Empty when it selects none by name.
+pub fn jobs(expr: &str) -> std::collections::BTreeSet<String> {
+    let mut jobs = std::collections::BTreeSet::new();
+    let Ok(mut ast) = parser::parse(expr) else {
+        return jobs;
+    };
+    walk(&mut ast, &mut |e| {
+        let vs = match e {
+            Expr::VectorSelector(v) => v,
+            Expr::MatrixSelector(m) => &m.vs,
+            _ => return,
+        };
+        let all = vs.matchers.matchers.iter();
+        let or = vs.matchers.or_matchers.iter().flatten();
+        for m in all.chain(or) {
+            if m.name == "job" && m.op == promql_parser::label::MatchOp::Equal {
+                jobs.insert(m.value.clone());
+            }
+        }
+    });
+    jobs
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn jobs_are_read_off_the_selectors() {
+        let e = r#"sum(pg_stat_activity_count{job="postgres"}) > 0.8 * max(rate(x{job="a", le="1"}[5m])) or y{job=~"b.*"}"#;
+        let j: Vec<String> = super::jobs(e).into_iter().collect();
+        assert_eq!(j, ["a", "postgres"]);
+        assert!(super::jobs("up == 0").is_empty());
+    }
+
     use super::*;
 
     #[test]

@@ -18,6 +18,10 @@ pub struct Footprint {
     pub services: BTreeSet<String>,
     /// The names of the alerts it expects.
     pub alerts: BTreeSet<String>,
+    /// The services whose metrics those alerts read (the targets of the
+    /// jobs their rules select by name): a fault on one of them, from a
+    /// drill beside, would decide whether they fire.
+    pub reads: BTreeSet<String>,
     /// Why it must have the stack to itself, if it must.
     pub alone: Option<String>,
     /// Why it must have the whole machine to itself, if it must: a fault
@@ -76,6 +80,7 @@ impl Footprint {
         let (expected, _) = sc.doc.expected_alerts();
         for (name, labels) in expected {
             f.alerts.insert(name.to_string());
+            f.reads.extend(services_read(sc, eff, name));
             let (Some(am), Some(rule)) = (&eff.alertmanager, eff.prometheus.alert_rule(name))
             else {
                 continue;
@@ -117,8 +122,30 @@ impl Footprint {
         if let Some(a) = self.alerts.intersection(&other.alerts).next() {
             return Some(format!("both expect {a}"));
         }
+        for (a, b) in [(self, other), (other, self)] {
+            if let Some(s) = a.services.intersection(&b.reads).next() {
+                return Some(format!(
+                    "one touches {s}, whose metrics the other's alerts read"
+                ));
+            }
+        }
         None
     }
+}
+
+/// The services whose metrics alert `name`'s rule reads: the targets of
+/// the jobs it selects by name that are services of the stack.
+fn services_read(sc: &Scenario, eff: &Effective, name: &str) -> BTreeSet<String> {
+    let Some(rule) = eff.prometheus.alert_rule(name) else {
+        return BTreeSet::new();
+    };
+    let cfg = &eff.prometheus.config;
+    crate::promql::jobs(&rule.expr)
+        .iter()
+        .flat_map(|job| crate::spec::prometheus::job_targets(cfg, job))
+        .filter_map(|t| t.split(':').next().map(str::to_string))
+        .filter(|host| sc.stack.doc.services.contains_key(host))
+        .collect()
 }
 
 /// One stack and the drills run on it, wave after wave; the drills of a
@@ -210,15 +237,44 @@ mod tests {
     use super::*;
 
     fn scenario(name: &str, steps: &str) -> (Scenario, Effective) {
+        on_stack("seed-004", name, steps)
+    }
+
+    fn on_stack(stack: &str, name: &str, steps: &str) -> (Scenario, Effective) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
         let path = dir.join(format!("{name}.yaml"));
         let text = format!(
-            "name: {name}\nstack: ../stack/seed-004/stack.yaml\ntime_scale: 0.1\nsteps:\n{steps}"
+            "name: {name}\nstack: ../stack/{stack}/stack.yaml\ntime_scale: 0.1\nsteps:\n{steps}"
         );
         let source = crate::spec::source::Source::from_text(&path, text);
         let sc = Scenario::from_source(source, None).expect("a valid scenario");
         let eff = crate::render::render(&sc.stack, sc.doc.time_scale).unwrap();
         (sc, eff)
+    }
+
+    /// Stopping the exporter decides whether a PostgreSQL alert fires:
+    /// the two drills touch different services, yet cannot share a wave.
+    #[test]
+    fn a_fault_on_what_an_alert_reads_clashes_with_it() {
+        let exporter_down = on_stack(
+            "seed-002",
+            "x",
+            "  - chaos: {stop: postgres_exporter}\n  - expect_alert: {name: PostgresExporterDown}\n",
+        );
+        let connections = on_stack(
+            "seed-002",
+            "y",
+            "  - chaos: {postgres: postgre, connections: 85}\n  - expect_alert: {name: PostgresqlTooManyConnections}\n",
+        );
+        let (a, b) = (
+            Footprint::of(&exporter_down.0, &exporter_down.1),
+            Footprint::of(&connections.0, &connections.1),
+        );
+        assert!(a.services.is_disjoint(&b.services));
+        assert_eq!(
+            b.clash(&a).unwrap(),
+            "one touches postgres_exporter, whose metrics the other's alerts read"
+        );
     }
 
     #[test]
