@@ -28,6 +28,10 @@ pub enum Kind {
     Grafana,
     /// cAdvisor: optional, only from its official image.
     Cadvisor,
+    /// NVIDIA's dcgm-exporter: the official image where the machine can
+    /// give containers its GPUs, else firedrill's NVML stand-in; where it
+    /// has none, the service's `profile` (a fixture) plays it.
+    DcgmExporter,
     /// PostgreSQL (seed 002), from Debian's postgresql-17 offline.
     Postgres,
     /// prometheus-community's postgres_exporter.
@@ -60,6 +64,10 @@ pub struct Component {
     pub reset: Reset,
     /// The metric names it exposes, for static checks.
     pub catalogue: Catalogue,
+    /// It reads the machine's GPUs: its container is given every GPU, and
+    /// where the machine can give none, its service's fixture profile
+    /// plays it (or it is skipped).
+    pub gpu: bool,
 }
 
 /// Where a component's image comes from.
@@ -185,10 +193,11 @@ const PLAIN: Component = Component {
     owner: 0,
     reset: Reset::Stateless,
     catalogue: Catalogue::Unknown,
+    gpu: false,
 };
 
 /// Every kind of component, one row each.
-pub const TABLE: [Component; 9] = [
+pub const TABLE: [Component; 10] = [
     Component {
         kind: Kind::Prometheus,
         name: "prometheus",
@@ -350,6 +359,33 @@ pub const TABLE: [Component; 9] = [
             "/var/lib/docker/:/var/lib/docker:ro",
         ],
         catalogue: Catalogue::Static(include_str!("../fixtures/catalogs/cadvisor.yaml")),
+        ..PLAIN
+    },
+    Component {
+        kind: Kind::DcgmExporter,
+        name: "dcgm-exporter",
+        port: 9400,
+        // Named as the seed's compose file names it, pinned.
+        image: Image::OrStandIn(
+            "nvidia/dcgm-exporter:4.2.3-4.1.3-ubuntu22.04",
+            // Reads the GPUs through NVML (exporter/dcgm.rs).
+            StandIn {
+                argv: |port| {
+                    vec![
+                        "dcgm-exporter".into(),
+                        "--listen".into(),
+                        format!("0.0.0.0:{port}"),
+                    ]
+                },
+                binds: &[],
+                ready: Ready::Http("/metrics"),
+            },
+        ),
+        // The image's entrypoint runs dcgm-exporter with these arguments.
+        argv: |port| vec![format!("--address=:{port}")],
+        ready: Ready::Http("/metrics"),
+        catalogue: Catalogue::Static(include_str!("../fixtures/catalogs/dcgm-exporter.yaml")),
+        gpu: true,
         ..PLAIN
     },
     Component {

@@ -391,3 +391,51 @@ fn postgres_connections_are_bounded_and_located() {
         assert!(out.contains(needle), "`{needle}` missing: {out}");
     }
 }
+
+#[test]
+fn gpu_chaos_is_bounded_and_located() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = steps_error(
+        dir.path(),
+        "stack/seed-000/stack.yaml",
+        "  - chaos: {gpu: prometheus, saturate: sm}\n  - chaos: {gpu: dcgm-exporter, saturate: vram, fill: 100}\n  - chaos: {gpu: dcgm-exporter, saturate: sm, fill: 50}\n  - chaos: {gpu: dcgm-exporter, saturate: sm, for: 2h}\n  - chaos: {fixture: host, saturate: sm}\n",
+    );
+    for needle in [
+        "s.yaml:4:",
+        "`prometheus` is not a dcgm-exporter service",
+        "s.yaml:5:",
+        "fill is 1 to 99",
+        "s.yaml:6:",
+        "fill is for `saturate: vram`",
+        "s.yaml:7:",
+        "a GPU load lasts at most 1h",
+        "s.yaml:8:",
+        "`saturate`, `fill` and `for` go with `gpu",
+    ] {
+        assert!(out.contains(needle), "`{needle}` missing: {out}");
+    }
+    // An unknown load is refused where it is written, before the rest.
+    let out = steps_error(
+        dir.path(),
+        "stack/seed-000/stack.yaml",
+        "  - chaos: {gpu: dcgm-exporter, saturate: tensor}\n",
+    );
+    assert!(
+        out.contains("s.yaml:4:") && out.contains("sm") && out.contains("vram"),
+        "{out}"
+    );
+}
+
+/// A log is plain text: no colour codes when stderr is not a terminal, nor
+/// on one when NO_COLOR is set.
+#[test]
+fn logs_have_no_colour_codes_off_a_terminal() {
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["lint", "stack/stack.yaml", "--live", "http://127.0.0.1:1"])
+        .env("FIREDRILL_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DEBUG"), "no log to look at: {err}");
+    assert!(!err.contains('\u{1b}'), "colour codes in a log: {err:?}");
+}

@@ -48,8 +48,16 @@ fn every_reference_drill_passes_through_the_cli() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let scenarios = std::fs::read_dir("scenarios").unwrap().count();
     assert_eq!(reports.len(), scenarios, "one report per scenario");
+    let mut skipped = Vec::new();
     for r in &reports {
         let name = r["scenario"].as_str().unwrap();
+        if r["verdict"] == "skipped" {
+            // Only a GPU drill, where the machine lacks what it needs, saying so.
+            let why = r["skipped"].as_str().unwrap_or_default();
+            assert!(why.contains("GPU"), "{name} skipped: {why}");
+            skipped.push(name);
+            continue;
+        }
         assert_eq!(r["verdict"], "passed", "{name}");
         assert!(r["error"].is_null(), "{name}: {}", r["error"]);
         // Each load ran in this process, was warm before anything was
@@ -85,9 +93,17 @@ fn every_reference_drill_passes_through_the_cli() {
     }
     // One stack per stack file, reset between waves; drills that cannot
     // disturb each other ran side by side, and passed.
+    // Where containers can have no GPU the real GPU drill is skipped; where
+    // they can, the fixture's: one of the two, never both, never another.
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        ["ai-gpu", "ai-gpu-saturate"].contains(&skipped[0]),
+        "{skipped:?}"
+    );
     let distinct = |k: &str| {
         reports
             .iter()
+            .filter(|r| r["verdict"] != "skipped")
             .map(|r| r[k].as_str().unwrap().to_string())
             .collect::<std::collections::BTreeSet<_>>()
             .len()
@@ -153,4 +169,86 @@ fn every_reference_drill_passes_through_the_cli() {
         "expect_dashboards",
         "with data",
     );
+    // The HTML report, written beside the JSON, renders in a real browser.
+    // A chart per alert measured, and per panel target that drew a line.
+    let charts = reports
+        .iter()
+        .map(|r| {
+            let drew = r["panels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["lines"].as_array().is_some_and(|l| !l.is_empty()))
+                .count();
+            let loads = r["loads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|l| l["timeline"].as_array().is_some_and(|t| !t.is_empty()))
+                .count();
+            // A load: its rates and its latency.
+            r["breakdowns"].as_array().unwrap().len() + drew + 2 * loads
+        })
+        .sum::<usize>();
+    in_chromium(&json.with_extension("html"), charts);
+}
+
+/// Opens `page` in headless Chromium (Debian's `chromium`, which .ci/run
+/// installs): no console message (the report has no script: any is an
+/// error), `charts` SVG charts in the rendered DOM, none of them empty, and
+/// a screenshot, kept in target/ for people to look at.
+fn in_chromium(page: &std::path::Path, charts: usize) {
+    let url = format!("file://{}", page.canonicalize().unwrap().display());
+    let chromium = |args: &[&str]| {
+        let out = Command::new("chromium")
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--enable-logging=stderr",
+                "--v=0",
+            ])
+            .args(args)
+            .arg(&url)
+            .output()
+            .expect("headless Chromium runs (Debian's `chromium`: .ci/run installs it)");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    let dom = chromium(&["--dump-dom"]);
+    let (dom, log) = (
+        String::from_utf8_lossy(&dom.stdout).to_string(),
+        String::from_utf8_lossy(&dom.stderr).to_string(),
+    );
+    let console: Vec<&str> = log.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    let svgs: Vec<&str> = dom.split("<svg").skip(1).collect();
+    assert_eq!(
+        svgs.len(),
+        charts,
+        "one chart per alert measured and per panel drawn"
+    );
+    for (i, svg) in svgs.iter().enumerate() {
+        let svg = &svg[..svg.find("</svg>").expect("a closed chart")];
+        // Besides the background: bars (an alert's timeline) or series
+        // (a panel's or a load's lines, drawn thicker than the axes).
+        let bars = svg.matches("<rect").count().saturating_sub(1);
+        let series = svg.matches(r#"stroke-width="2""#).count();
+        assert!(bars + series >= 1, "chart {i} is empty: {svg}");
+        assert!(svg.contains("<text"), "chart {i} has no axes: {svg}");
+    }
+    let png = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("firedrill-report.png");
+    let shot = format!("--screenshot={}", png.display());
+    chromium(&[&shot, "--window-size=1200,2400"]);
+    let size = std::fs::metadata(&png).unwrap().len();
+    assert!(
+        size > 20_000,
+        "a blank screenshot ({size} bytes): {}",
+        png.display()
+    );
+    println!("report screenshot: {}", png.display());
 }

@@ -24,6 +24,11 @@ pub(crate) struct DrillArgs {
     /// Write the results as JUnit XML (a test case per expectation).
     #[arg(long)]
     junit: Option<PathBuf>,
+    /// Write the report as one self-contained HTML file (alert timelines
+    /// charted against their windows); with `--json` and no `--html`, it
+    /// goes beside the JSON (`r.json` → `r.html`).
+    #[arg(long)]
+    html: Option<PathBuf>,
     /// Stop a drill at its first failed step.
     #[arg(long)]
     fail_fast: bool,
@@ -63,7 +68,13 @@ pub(crate) async fn run(a: DrillArgs) -> Result<i32> {
         .jobs(a.jobs.into())
         .stacks(a.stacks.into())
         .retries(a.retries)
-        .on_event(move |e| Bars::say(out.as_ref(), &report::event_text(&e)));
+        .on_event({
+            let terminal = std::sync::Mutex::new(report::Terminal::default());
+            move |e| {
+                let text = terminal.lock().expect("terminal lock").event(&e);
+                Bars::say(out.as_ref(), &text)
+            }
+        });
     if let Some(b) = bars {
         opts = opts.progress(Arc::new(b));
     }
@@ -79,6 +90,19 @@ pub(crate) async fn run(a: DrillArgs) -> Result<i32> {
     }
     if let Some(path) = &a.junit {
         super::write(path, report::junit(&reports))?;
+    }
+    if let Some(path) = &a.html {
+        let text = report::html(&reports, started.elapsed()).map_err(firedrill::Error::Invalid)?;
+        super::write(path, text)?;
+    } else if let Some(json) = &a.json {
+        // Beside the JSON, as a courtesy: a failure there does not hide the verdict.
+        let path = json.with_extension("html");
+        let written = report::html(&reports, started.elapsed())
+            .map_err(firedrill::Error::Invalid)
+            .and_then(|t| super::write(&path, t));
+        if let Err(e) = written {
+            tracing::warn!("the HTML report beside the JSON: {e}");
+        }
     }
     Ok(code)
 }

@@ -16,6 +16,12 @@ pub(crate) async fn run(source: ImageSource) -> Result<i32> {
         match i {
             Optional::Present(i) => println!("{:<18} {i}", name(*k)),
             Optional::Skipped(why) => println!("{:<18} skipped: {why}", name(*k)),
+            Optional::NoGpu(why) => {
+                println!(
+                    "{:<18} its service's fixture profile plays it: {why}",
+                    name(*k)
+                )
+            }
             Optional::StandIn(i, why) => {
                 println!("{:<18} {i} (firedrill's stand-in: {why})", name(*k))
             }

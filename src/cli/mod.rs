@@ -12,6 +12,7 @@ mod coverage;
 mod down;
 mod drill;
 mod fixture;
+mod gpu;
 mod images;
 mod lint;
 mod load;
@@ -110,6 +111,15 @@ pub(crate) enum Command {
         #[arg(long)]
         label: Option<String>,
     },
+    /// firedrill's stand-in for dcgm-exporter: this machine's GPUs, read
+    /// through NVML, under dcgm-exporter's names and labels.
+    DcgmExporter {
+        #[arg(long, default_value = "127.0.0.1:9400")]
+        listen: String,
+    },
+    /// Put a GPU's SMs or memory under load (CUDA driver API), until
+    /// Ctrl-C or `--for` has passed.
+    Gpu(gpu::GpuArgs),
     /// Open-model HTTP load on a URL of this machine: requests at exact
     /// arrival times, latency corrected for coordinated omission.
     Load(load::LoadArgs),
@@ -154,6 +164,11 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
             firedrill::exporter::cadvisor::serve(&listen, label).await?;
             Ok(0)
         }
+        Command::DcgmExporter { listen } => {
+            firedrill::exporter::dcgm::serve(&listen).await?;
+            Ok(0)
+        }
+        Command::Gpu(args) => gpu::run(args).await,
         Command::Load(args) => load::run(args).await,
     }
 }
@@ -161,8 +176,13 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FIREDRILL_LOG")
         .unwrap_or_else(|_| "firedrill=info,warn".into());
+    // Colour only on a terminal, and not when NO_COLOR asks (no-color.org).
+    use std::io::IsTerminal;
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr)
         .with_target(false)
         .try_init();

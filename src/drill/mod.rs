@@ -216,8 +216,10 @@ pub(crate) async fn on_stack(
         };
     }
     drill.finish_loads(report).await;
+    drill.held.end().await;
     report.lower_bound = drill.lower_bound();
     report.panels = std::mem::take(&mut drill.panels);
+    report.cards = drill.cards().await;
     report.breakdowns = drill.breakdowns.into_values().collect();
 }
 
@@ -514,6 +516,31 @@ impl<'a> Drill<'a> {
                 panel_window,
             },
         )
+    }
+
+    /// The cards the Teams mock received since the drill began that tell
+    /// of an alert it expects (those of drills beside it left out), refused
+    /// attempts included: what the on-call saw, for the report.
+    async fn cards(&self) -> Vec<crate::observe::Delivery> {
+        let Some(teams) = &self.teams else {
+            return vec![];
+        };
+        let (expected, _) = self.scenario.doc.expected_alerts();
+        match teams.deliveries().await {
+            Ok(all) => all
+                .into_iter()
+                .filter(|d| d.received_at >= self.started)
+                .filter(|d| {
+                    d.alertnames
+                        .iter()
+                        .any(|a| expected.iter().any(|(n, _)| n == a))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::warn!("the Teams mock's cards: {e}");
+                vec![]
+            }
+        }
     }
 
     /// Notes how many rule evaluations Prometheus has skipped so far.

@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 mod debian;
+pub mod gpu;
 mod postgres;
 
 use crate::components::{self, Kind, Recipe};
@@ -87,6 +88,10 @@ pub enum Optional {
     Skipped(String),
     /// firedrill's own stand-in runs instead (this image), and why.
     StandIn(String, String),
+    /// A component that reads GPUs, on a machine that cannot give a
+    /// container one (why): its service's fixture profile plays it, or it
+    /// is skipped.
+    NoGpu(String),
 }
 
 impl Images {
@@ -142,10 +147,16 @@ pub async fn ensure(docker: &Docker, source: ImageSource) -> Result<Images> {
     }
     let firedrill = ensure_firedrill(docker, &firedrill_bin).await?;
     let mut optional_images = BTreeMap::new();
+    // Only loads NVML; a machine with no GPU pulls no GPU image.
+    let gpu = gpu::for_containers();
     for c in &components::TABLE {
         match c.image {
             components::Image::Optional(img) => {
                 optional_images.insert(c.kind, optional(docker, source, img).await);
+            }
+            components::Image::OrStandIn(_, _) if c.gpu && gpu.is_err() => {
+                let why = gpu.clone().err().unwrap_or_default();
+                optional_images.insert(c.kind, Optional::NoGpu(why));
             }
             components::Image::OrStandIn(img, _) => {
                 let o = match optional(docker, source, img).await {

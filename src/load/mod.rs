@@ -17,7 +17,7 @@ pub mod schedule;
 mod stats;
 
 pub use schedule::{Schedule, Shape};
-pub use stats::{Failure, LatencyMs, LoadSummary, Percentiles};
+pub use stats::{Failure, LatencyMs, LoadSummary, Percentiles, Tick};
 
 use crate::error::{bail, err, Context, Error, Result};
 use futures_util::stream::{FuturesUnordered, StreamExt};

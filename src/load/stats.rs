@@ -49,6 +49,51 @@ struct Detail {
     uncorrected: Histogram<u64>,
     status: BTreeMap<u16, u64>,
     failures: BTreeMap<Failure, u64>,
+    /// Per second of the load (at most [`TICKS`]): what was sent, answered
+    /// or failed then, and the corrected latency of requests due then.
+    ticks: Vec<TickAcc>,
+}
+
+/// The most seconds a load's timeline keeps (two hours).
+const TICKS: usize = 7200;
+
+#[derive(Debug, Default)]
+struct TickAcc {
+    sent: u64,
+    answered: u64,
+    failed: u64,
+    latency: Option<Histogram<u64>>,
+}
+
+impl Detail {
+    /// The second `at` falls in, if the timeline still has room.
+    fn tick(&mut self, at: Duration) -> Option<&mut TickAcc> {
+        let i = at.as_secs() as usize;
+        if i >= TICKS {
+            return None;
+        }
+        if self.ticks.len() <= i {
+            self.ticks.resize_with(i + 1, TickAcc::default);
+        }
+        self.ticks.get_mut(i)
+    }
+}
+
+/// One second of a load: what it sent, what came back, how slow.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct Tick {
+    /// Seconds from the load's start.
+    pub second: u32,
+    /// Requests sent in that second.
+    pub sent: u64,
+    /// Answers that came back in it (any status).
+    pub answered: u64,
+    /// Requests that got no answer in it.
+    pub failed: u64,
+    /// The median corrected latency of requests due in it, ms.
+    pub p50_ms: f64,
+    /// Their 99th percentile, ms.
+    pub p99_ms: f64,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -75,11 +120,16 @@ impl Shared {
                 uncorrected: histogram(),
                 status: BTreeMap::new(),
                 failures: BTreeMap::new(),
+                ticks: Vec::new(),
             }),
         }
     }
 
     pub fn begin(&self) {
+        let at = self.started.elapsed();
+        if let Some(t) = self.detail.lock().expect("load stats lock").tick(at) {
+            t.sent += 1;
+        }
         self.sent.fetch_add(1, Ordering::Relaxed);
         let now = self.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
         self.in_flight_max.fetch_max(now, Ordering::Relaxed);
@@ -95,7 +145,18 @@ impl Shared {
                 self.first_answer_ns
                     .compare_exchange(0, ns, Ordering::Relaxed, Ordering::Relaxed);
         }
+        let now = self.started.elapsed();
         let mut d = self.detail.lock().expect("load stats lock");
+        if let Some(t) = d.tick(now) {
+            t.answered += 1;
+        }
+        // Latency goes to the second the request was due in.
+        if let Some(t) = d.tick(now.saturating_sub(from_due)) {
+            let h = t
+                .latency
+                .get_or_insert_with(|| Histogram::new(2).expect("a valid histogram"));
+            let _ = h.record(from_due.as_micros().max(1) as u64);
+        }
         // Auto-resizing: a recording fails only past u64's range.
         let _ = d.corrected.record(from_due.as_micros().max(1) as u64);
         let _ = d.uncorrected.record(from_send.as_micros().max(1) as u64);
@@ -104,13 +165,12 @@ impl Shared {
 
     pub fn fail(&self, why: Failure) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        *self
-            .detail
-            .lock()
-            .expect("load stats lock")
-            .failures
-            .entry(why)
-            .or_default() += 1;
+        let at = self.started.elapsed();
+        let mut d = self.detail.lock().expect("load stats lock");
+        *d.failures.entry(why).or_default() += 1;
+        if let Some(t) = d.tick(at) {
+            t.failed += 1;
+        }
     }
 
     /// A request sent `lag` past its due time with a slot free.
@@ -184,6 +244,26 @@ impl Shared {
                 corrected: Percentiles::of(&d.corrected),
                 uncorrected: Percentiles::of(&d.uncorrected),
             },
+            timeline: d
+                .ticks
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let q = |p| {
+                        t.latency
+                            .as_ref()
+                            .map_or(0.0, |h| h.value_at_quantile(p) as f64 / 1000.0)
+                    };
+                    Tick {
+                        second: i as u32,
+                        sent: t.sent,
+                        answered: t.answered,
+                        failed: t.failed,
+                        p50_ms: q(0.5),
+                        p99_ms: q(0.99),
+                    }
+                })
+                .collect(),
         }
     }
 }
@@ -258,6 +338,9 @@ pub struct LoadSummary {
     pub failures: BTreeMap<Failure, u64>,
     /// Latency percentiles, in milliseconds.
     pub latency_ms: LatencyMs,
+    /// Second by second.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Tick>,
 }
 
 impl LoadSummary {
@@ -286,5 +369,26 @@ impl LoadSummary {
             c.max,
             u.p99
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each request lands in the second it was sent, answered or failed
+    /// in; its latency in the second it was due.
+    #[test]
+    fn the_timeline_counts_each_second() {
+        let s = Shared::new(Instant::now() - Duration::from_millis(2500));
+        s.begin();
+        s.begin();
+        s.answer(200, Duration::from_millis(1200), Duration::from_millis(5));
+        s.fail(Failure::Connect);
+        let t = s.summary(2.0).timeline;
+        assert_eq!(t.len(), 3, "{t:?}");
+        assert_eq!((t[2].sent, t[2].answered, t[2].failed), (2, 1, 1));
+        // Due 1.2 s before it came back (at 2.5 s): the second 1.
+        assert!(t[1].p99_ms >= 1100.0 && t[2].p99_ms == 0.0, "{t:?}");
     }
 }

@@ -122,6 +122,14 @@ struct QueryData {
     result: Vec<Series>,
 }
 
+/// A metadata query's time range (`start`, `end`).
+fn span(start: DateTime<Utc>, end: DateTime<Utc>) -> [(&'static str, String); 2] {
+    [
+        ("start", format!("{:.3}", unix(start))),
+        ("end", format!("{:.3}", unix(end))),
+    ]
+}
+
 impl Prometheus {
     /// A client for the Prometheus at `base` (`http://host:port`).
     pub fn new(base: String) -> Self {
@@ -190,6 +198,40 @@ impl Prometheus {
             .get::<QueryData>("/api/v1/query_range", &q)
             .await?
             .result)
+    }
+
+    /// The values of `label` seen over `start`..`end`
+    /// (`/api/v1/label/<label>/values`; `__name__` lists metric names).
+    pub async fn label_values(
+        &self,
+        label: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.get(&format!("/api/v1/label/{label}/values"), &span(start, end))
+            .await
+    }
+
+    /// Every label name seen over `start`..`end` (`/api/v1/labels`).
+    pub async fn label_names(
+        &self,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        self.get("/api/v1/labels", &span(start, end)).await
+    }
+
+    /// The label sets of the series `selector` matches over `start`..`end`
+    /// (`/api/v1/series`).
+    pub async fn series(
+        &self,
+        selector: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    ) -> Result<Vec<BTreeMap<String, String>>> {
+        let mut q = vec![("match[]", selector.to_string())];
+        q.extend(span(start, end));
+        self.get("/api/v1/series", &q).await
     }
 
     /// Prometheus' own metrics in the text format.

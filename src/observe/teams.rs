@@ -47,6 +47,14 @@ pub struct Delivery {
     pub alertnames: Vec<String>,
     /// Why the mock did not post it (an injected fault, a rejection).
     pub error: Option<String>,
+    /// The card's text as Teams shows it under the title: the message and
+    /// its facts (`name = value`) line by line.
+    #[serde(default)]
+    pub text: String,
+    /// Its accent: a MessageCard's `themeColor`, an Adaptive Card's first
+    /// block's `color`.
+    #[serde(default)]
+    pub colour: String,
 }
 
 impl Delivery {

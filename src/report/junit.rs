@@ -26,6 +26,11 @@ pub fn junit(reports: &[DrillReport]) -> String {
     let mut out = Report::new("firedrill");
     for r in reports {
         let mut suite = TestSuite::new(r.scenario.clone());
+        if let Some(why) = &r.skipped {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(why.clone());
+            suite.add_test_case(TestCase::new("what the drill needs of the machine", s));
+        }
         if let Some(e) = &r.error {
             suite.add_test_case(TestCase::new(
                 "bring-up and run",

@@ -3,10 +3,12 @@
 
 mod junit;
 
+mod html;
 mod text;
 
+pub use html::html;
 pub use junit::{junit, lint_junit};
-pub use text::{event_text, suite_summary};
+pub use text::{event_text, suite_summary, Terminal};
 
 use crate::load::LoadSummary;
 use crate::spec::scenario::{Scenario, Step};
@@ -162,6 +164,9 @@ pub enum Verdict {
     Error,
     /// A signal stopped it.
     Interrupted,
+    /// It needs what this machine lacks (a GPU for GPU chaos): it did not
+    /// run, and says why. Not a failure: the same suite runs everywhere.
+    Skipped,
 }
 
 impl Verdict {
@@ -174,6 +179,7 @@ impl Verdict {
             Verdict::Failed => "FAILED",
             Verdict::Error => "ERROR",
             Verdict::Interrupted => "INTERRUPTED",
+            Verdict::Skipped => "SKIPPED",
         }
     }
 }
@@ -239,12 +245,17 @@ pub struct DrillReport {
     pub not_run: usize,
     /// An error that stopped the drill (bring-up failure, interruption).
     pub error: Option<String>,
+    /// Why the drill did not run on this machine (it needs a GPU), if so.
+    pub skipped: Option<String>,
     /// The drill was stopped by a signal.
     pub interrupted: bool,
     /// Alerts that fired though no step expected them (the false-alert guard).
     pub unexpected_alerts: Vec<String>,
     /// Every panel target an `expect_dashboards` step ran.
     pub panels: Vec<crate::panels::PanelCheck>,
+    /// The cards the Teams mock received for the drill's alerts, refused
+    /// attempts included.
+    pub cards: Vec<crate::observe::Delivery>,
     /// Earlier runs of this drill, when it was retried (`--retries`).
     pub attempts: Vec<Attempt>,
 }
@@ -292,16 +303,20 @@ impl DrillReport {
             loads: vec![],
             not_run: 0,
             error: None,
+            skipped: None,
             interrupted: false,
             unexpected_alerts: vec![],
             panels: vec![],
+            cards: vec![],
             attempts: vec![],
         }
     }
 
     /// The verdict of this run alone, from its steps (retries aside).
     pub fn judge(&self) -> Verdict {
-        if self.interrupted {
+        if self.skipped.is_some() {
+            Verdict::Skipped
+        } else if self.interrupted {
             Verdict::Interrupted
         } else if self.error.is_some() {
             Verdict::Error
@@ -454,6 +469,29 @@ mod tests {
         assert!(xml.contains("fired, and no step expected it: HighLatencyP95"));
     }
 
+    /// A drill the machine cannot run is SKIPPED with its reason, in the
+    /// terminal and in JUnit, and does not fail the suite.
+    #[test]
+    fn a_skipped_drill_says_why_and_fails_nothing() {
+        let s =
+            Scenario::load(std::path::Path::new("scenarios/ai-gpu-saturate.yaml"), None).unwrap();
+        let mut r = DrillReport::new(&s, "");
+        r.skipped = Some("its GPU chaos on `dcgm-exporter` needs a GPU".into());
+        r.verdict = r.judge();
+        assert_eq!(r.verdict, Verdict::Skipped);
+        assert!(
+            r.render().contains("skipped: its GPU chaos"),
+            "{}",
+            r.render()
+        );
+        let xml = junit(std::slice::from_ref(&r));
+        assert!(xml.contains("<skipped message=\"its GPU chaos"), "{xml}");
+        assert_eq!(exit_code(std::slice::from_ref(&r), false), 0);
+        let mut failed = report();
+        failed.verdict = failed.judge();
+        assert_eq!(exit_code(&[r, failed], false), 1);
+    }
+
     #[test]
     fn a_false_alert_fails_the_report() {
         let mut r = report();
@@ -501,5 +539,42 @@ mod tests {
         assert_eq!(exit_code(&[r, f, e, i], false), 130);
         let s = suite_summary(&[report()], Duration::from_secs(10));
         assert!(s.contains("0 inconclusive, 0 flaky"), "{s}");
+    }
+
+    /// A note on a service is said once in a suite's run, then grouped by
+    /// reason in its summary; the summary's table has a row per drill.
+    #[test]
+    fn service_notes_are_said_once_and_grouped() {
+        let mut a = report();
+        a.skipped_services = vec![("grafana".into(), "no image".into())];
+        a.stand_ins = vec![("cadvisor".into(), "firedrill's stand-in".into())];
+        a.verdict = a.judge();
+        let mut b = a.clone();
+        b.scenario = "other".into();
+        let mut t = Terminal::default();
+        let first = t.event(&crate::drill::Event::Done(&a));
+        let second = t.event(&crate::drill::Event::Done(&b));
+        assert!(
+            first.contains("skipped service grafana: no image"),
+            "{first}"
+        );
+        assert!(!second.contains("grafana"), "{second}");
+        assert!(
+            second.contains("2 service note(s) as said above"),
+            "{second}"
+        );
+        let s = suite_summary(&[a, b], Duration::from_secs(10));
+        assert_eq!(
+            s.matches("skipped service grafana: no image [2 drill(s)]")
+                .count(),
+            1,
+            "{s}"
+        );
+        assert!(s.contains("drill  "), "{s}");
+        assert!(
+            s.lines()
+                .any(|l| l.starts_with("other ") && l.contains("FAILED")),
+            "{s}"
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! the suite's summary.
 
 use super::*;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One line (or block) of the terminal view for a suite's event.
 pub fn event_text(e: &Event<'_>) -> String {
@@ -47,6 +48,103 @@ pub fn event_text(e: &Event<'_>) -> String {
     }
 }
 
+/// The terminal view of a suite as it goes: each event's lines, with what
+/// a drill says of a service (skipped, played by a stand-in) said once, the
+/// first time, rather than again in every drill on the same stack.
+#[derive(Debug, Default)]
+pub struct Terminal {
+    said: BTreeSet<String>,
+}
+
+impl Terminal {
+    /// The lines for `e`.
+    pub fn event(&mut self, e: &Event<'_>) -> String {
+        match e {
+            Event::Done(r) => r.render_once(&mut self.said),
+            e => event_text(e),
+        }
+    }
+}
+
+/// The slowest card of a drill against its window, in words
+/// (`GpuXidError 2.8s of 38.5s`), and how many other cards it had.
+fn slowest_card(r: &DrillReport) -> String {
+    let cards: Vec<(&str, Duration, Duration)> = r
+        .breakdowns
+        .iter()
+        .filter_map(|b| {
+            let took = crate::verify::between(b.fault_at, b.teams_at)?;
+            Some((b.alert.as_str(), took, b.timing.as_ref()?.teams_bound()))
+        })
+        .collect();
+    let share = |c: &(&str, Duration, Duration)| c.1.as_secs_f64() / c.2.as_secs_f64().max(1e-3);
+    match cards.iter().max_by(|a, b| share(a).total_cmp(&share(b))) {
+        None => "—".into(),
+        Some(c) => {
+            let more = match cards.len() - 1 {
+                0 => String::new(),
+                n => format!(" (+{n})"),
+            };
+            format!(
+                "{} {:.1}s of {:.1}s{more}",
+                c.0,
+                c.1.as_secs_f64(),
+                c.2.as_secs_f64()
+            )
+        }
+    }
+}
+
+/// The suite as a table: each drill's verdict, its slowest card against
+/// its window (fault → Teams), and its wall time.
+pub fn suite_table(reports: &[DrillReport]) -> String {
+    let rows: Vec<[String; 4]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.scenario.clone(),
+                r.verdict.word().to_string(),
+                slowest_card(r),
+                format!("{:.1}s", r.wall.as_secs_f64()),
+            ]
+        })
+        .collect();
+    let head = [
+        "drill",
+        "verdict",
+        "slowest fault → Teams, of its window",
+        "wall",
+    ]
+    .map(String::from);
+    let width = |k: usize| {
+        rows.iter()
+            .chain(std::iter::once(&head))
+            .map(|r| r[k].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let w = [width(0), width(1), width(2)];
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(&rows) {
+        let pad = |k: usize| {
+            let n = w[k].saturating_sub(r[k].chars().count());
+            format!("{}{}", r[k], " ".repeat(n))
+        };
+        out.push_str(&format!("{}  {}  {}  {}\n", pad(0), pad(1), pad(2), r[3]));
+    }
+    out
+}
+
+/// What the suite's drills said of services, one line per service and
+/// reason, with how many drills it concerned.
+pub(super) fn grouped_notes(reports: &[DrillReport]) -> BTreeMap<String, usize> {
+    let mut notes: BTreeMap<String, usize> = BTreeMap::new();
+    for n in reports.iter().flat_map(|r| r.service_notes()) {
+        *notes.entry(n).or_default() += 1;
+    }
+    notes
+}
+
 /// A suite's totals: verdicts, wall time, the sum of its drills' lower
 /// bounds, and how far above that the suite ran.
 pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
@@ -61,7 +159,7 @@ pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
             wall.as_secs_f64() / bound.as_secs_f64()
         )
     };
-    let stacks: std::collections::BTreeSet<&str> = reports
+    let stacks: BTreeSet<&str> = reports
         .iter()
         .map(|r| r.run_id.as_str())
         .filter(|id| !id.is_empty())
@@ -73,13 +171,18 @@ pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
         n(Verdict::Inconclusive),
         n(Verdict::Flaky)
     );
-    for v in [Verdict::Error, Verdict::Interrupted] {
+    for v in [Verdict::Error, Verdict::Interrupted, Verdict::Skipped] {
         if n(v) > 0 {
             counts.push_str(&format!(", {} {}", n(v), v.word().to_lowercase()));
         }
     }
     format!(
-        "{counts}, on {} stack(s); suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
+        "{}{}{counts}, on {} stack(s); suite {:.1}s, sum of lower bounds {:.1}s{ratio}\n",
+        grouped_notes(reports)
+            .into_iter()
+            .map(|(n, k)| format!("{n} [{k} drill(s)]\n"))
+            .collect::<String>(),
+        suite_table(reports),
         stacks.len(),
         wall.as_secs_f64(),
         bound.as_secs_f64()
@@ -87,14 +190,42 @@ pub fn suite_summary(reports: &[DrillReport], wall: Duration) -> String {
 }
 
 impl DrillReport {
+    /// What the drill says of its stack's services: those skipped and
+    /// those played by something else than the stack file's component.
+    pub fn service_notes(&self) -> Vec<String> {
+        let skipped = self
+            .skipped_services
+            .iter()
+            .map(|(name, why)| format!("skipped service {name}: {why}"));
+        let played = self
+            .stand_ins
+            .iter()
+            .map(|(name, what)| format!("service {name}: {what}"));
+        skipped.chain(played).collect()
+    }
+
     /// The end-of-drill summary for the terminal.
     pub fn render(&self) -> String {
+        self.render_once(&mut Default::default())
+    }
+
+    /// [`render`](Self::render), leaving out the service notes in `said`
+    /// (and adding those it says).
+    fn render_once(&self, said: &mut BTreeSet<String>) -> String {
         let mut out = String::new();
-        for (name, why) in &self.skipped_services {
-            out.push_str(&format!("  skipped service {name}: {why}\n"));
+        if let Some(why) = &self.skipped {
+            out.push_str(&format!("  skipped: {why}\n"));
         }
-        for (name, what) in &self.stand_ins {
-            out.push_str(&format!("  service {name}: {what}\n"));
+        let (mut again, notes) = (0, self.service_notes());
+        for n in notes {
+            if said.insert(n.clone()) {
+                out.push_str(&format!("  {n}\n"));
+            } else {
+                again += 1;
+            }
+        }
+        if again > 0 {
+            out.push_str(&format!("  {again} service note(s) as said above\n"));
         }
         if !self.breakdowns.is_empty() {
             out.push_str("  breakdown (measured, with the window each was checked against):\n");

@@ -208,6 +208,8 @@ impl Running {
             let port = stack.port(name);
             let svc = match plan::plan(name, stack, eff, images, port, &token, &generated)? {
                 plan::Planned::Run(mut p) => {
+                    // The kind that runs (a fixture may play a GPU component).
+                    let kind = p.kind;
                     p.binds
                         .extend(volume_binds(run_id, &stack.doc.services[name]));
                     let cname = stack.doc.services[name].container_name.clone();

@@ -65,6 +65,9 @@ pub(super) struct Plan {
     pub(super) stand_in: Option<String>,
     /// Memory, CPU and restart policy from the stack file.
     pub(super) resources: crate::spec::stack::Resources,
+    /// The kind that runs: the service's, or `Fixture` where its profile
+    /// plays a GPU component on a machine with no GPU.
+    pub(super) kind: Kind,
 }
 
 /// A service's plan, or why it cannot run here (an optional image absent).
@@ -86,12 +89,28 @@ pub(super) fn plan(
     generated: &BTreeMap<String, String>,
 ) -> Result<Planned> {
     let svc = &stack.doc.services[name];
-    let c = components::of(svc.kind);
-    let (image, stand_in) = match images.for_kind(svc.kind)? {
-        Optional::Present(i) => (i, None),
+    let (kind, image, stand_in) = match images.for_kind(svc.kind)? {
+        Optional::Present(i) => (svc.kind, i, None),
         Optional::Skipped(why) => return Ok(Planned::Skipped(why)),
-        Optional::StandIn(i, why) => (i, Some(why)),
+        Optional::StandIn(i, why) => (
+            svc.kind,
+            i,
+            Some(format!("firedrill's stand-in, since {why}")),
+        ),
+        // A GPU component on a machine with none: its fixture profile plays it.
+        Optional::NoGpu(why) => match stack.fixtures.get(name) {
+            Some(profile) => (
+                Kind::Fixture,
+                images.firedrill.clone(),
+                Some(format!(
+                    "the `{}` fixture plays it (the same names and labels, values set by chaos), since {why}",
+                    profile.name
+                )),
+            ),
+            None => return Ok(Planned::Skipped(format!("{why}, and it has no fixture `profile` to play it"))),
+        },
     };
+    let c = components::of(kind);
     let (argv, binds, ready) = match (c.image, &stand_in) {
         (components::Image::OrStandIn(_, s), Some(_)) => (s.argv, s.binds, s.ready),
         _ => (c.argv, c.binds, c.ready),
@@ -119,8 +138,9 @@ pub(super) fn plan(
         binds,
         tmpfs: c.state.to_vec(),
         ready,
-        stand_in: stand_in.map(|why| format!("firedrill's stand-in, since {why}")),
+        stand_in,
         resources: svc.resources(),
+        kind,
     };
     if svc.kind == Kind::NodeExporter {
         p.stand_in = synthetic_host(stack, svc);
@@ -174,7 +194,7 @@ fn own_files(
 ) -> Result<()> {
     let svc = &stack.doc.services[name];
     let files = &mut p.files;
-    match svc.kind {
+    match p.kind {
         Kind::Prometheus => {
             for (path, text) in &eff.prometheus_files {
                 files.push((path.clone(), text.clone().into_bytes(), 0o644));
@@ -227,7 +247,11 @@ fn own_files(
                 "GF_USERS_ALLOW_SIGN_UP=false".into(),
             ];
         }
-        Kind::NodeExporter | Kind::Cadvisor | Kind::Postgres | Kind::PostgresExporter => {}
+        Kind::NodeExporter
+        | Kind::Cadvisor
+        | Kind::DcgmExporter
+        | Kind::Postgres
+        | Kind::PostgresExporter => {}
     }
     Ok(())
 }
@@ -309,6 +333,15 @@ pub(super) fn container_config(
             memory_swap: r.mem_limit.map(|m| m.0 as i64),
             nano_cpus: r.cpus.map(|c| (c * 1e9).round() as i64),
             restart_policy: Some(restart),
+            // Every GPU, as `--gpus all` asks (the NVIDIA Container Toolkit).
+            device_requests: components::of(p.kind).gpu.then(|| {
+                vec![bollard::models::DeviceRequest {
+                    driver: Some("nvidia".into()),
+                    count: Some(-1),
+                    capabilities: Some(vec![vec!["gpu".into(), "utility".into()]]),
+                    ..Default::default()
+                }]
+            }),
             ..Default::default()
         }),
         networking_config: Some(bollard::container::NetworkingConfig {

@@ -89,7 +89,18 @@ async fn run_on(
     });
     // Every load of every drill, in this process: dropped, it stops them all.
     let engine = load::Engine::new();
+    // Drills that need what the machine lacks (a GPU) are reported skipped.
+    let no_gpu = imgs.optional.values().find_map(|o| match o {
+        images::Optional::NoGpu(why) => Some(why.as_str()),
+        _ => None,
+    });
+    let unmet: std::collections::BTreeMap<usize, String> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (s, _))| plan::unmet(s, no_gpu).map(|w| (i, w)))
+        .collect();
     let mut groups = plan(&items, share, jobs);
+    plan::leave_out(&mut groups, &unmet);
     longest_first(&items, &mut groups);
     let suite = SuiteRun {
         items: &items,
@@ -117,6 +128,13 @@ async fn run_on(
         }
     }
     for (i, r) in outcomes.into_iter().flat_map(|o| o.reports) {
+        reports[i] = Some(r);
+    }
+    for (i, why) in unmet {
+        let mut r = DrillReport::new(&items[i].0, "");
+        r.skipped = Some(why);
+        let r = settle(None, r);
+        (opts.on_event)(Event::Done(&r));
         reports[i] = Some(r);
     }
     Ok(reports.into_iter().flatten().collect())

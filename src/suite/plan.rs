@@ -40,37 +40,11 @@ impl Footprint {
                 Step::Load(l) => {
                     f.services.insert(l.target.clone());
                 }
-                Step::Chaos(c) => match c.action() {
-                    Ok(Chaos::Container(a, s)) => {
-                        let kind = sc.stack.doc.services.get(&s).map(|x| x.kind);
-                        if matches!(
-                            kind,
-                            Some(Kind::Prometheus | Kind::Alertmanager | Kind::TeamsMock)
-                        ) {
-                            alone.push(format!(
-                                "it sets `{a:?}` on {s}, which every drill goes through"
-                            ));
-                        }
-                        f.services.insert(s);
+                Step::Chaos(c) => {
+                    if let Ok(action) = c.action() {
+                        f.chaos(sc, action, &mut alone);
                     }
-                    Ok(Chaos::FixtureSet(s, set)) => {
-                        if set.cpu_cores.is_some() || set.memory.is_some() {
-                            let why = format!(
-                                "it burns the host's CPU or memory from {s}, which every service feels"
-                            );
-                            alone.push(why.clone());
-                            f.host.get_or_insert(why);
-                        }
-                        f.services.insert(s);
-                    }
-                    Ok(Chaos::TeamsFault(t, _) | Chaos::TeamsReset(t)) => alone.push(format!(
-                        "it sets a fault on {t}, which every drill's cards go through"
-                    )),
-                    Ok(other) => {
-                        f.services.insert(other.service().to_string());
-                    }
-                    Err(_) => {}
-                },
+                }
                 Step::ExpectDashboards(_) => alone.push(
                     "it checks every dashboard panel, which other drills' faults change".into(),
                 ),
@@ -109,6 +83,50 @@ impl Footprint {
         }
         f.alone = alone.into_iter().next();
         f
+    }
+
+    /// What a chaos action touches: its service, and the whole machine or
+    /// every drill on the stack when it reaches them (`alone` says why).
+    fn chaos(&mut self, sc: &Scenario, action: Chaos, alone: &mut Vec<String>) {
+        let mut machine = |why: String| {
+            alone.push(why.clone());
+            self.host.get_or_insert(why);
+        };
+        match action {
+            Chaos::Container(a, s) => {
+                let kind = sc.stack.doc.services.get(&s).map(|x| x.kind);
+                if matches!(
+                    kind,
+                    Some(Kind::Prometheus | Kind::Alertmanager | Kind::TeamsMock)
+                ) {
+                    alone.push(format!(
+                        "it sets `{a:?}` on {s}, which every drill goes through"
+                    ));
+                }
+                self.services.insert(s);
+            }
+            Chaos::FixtureSet(s, set) => {
+                if set.cpu_cores.is_some() || set.memory.is_some() {
+                    machine(format!(
+                        "it burns the host's CPU or memory from {s}, which every service feels"
+                    ));
+                }
+                self.services.insert(s);
+            }
+            // The machine's GPU: every stack's dcgm-exporter reads it.
+            Chaos::GpuSaturate(s, _) => {
+                machine(format!(
+                    "it loads the GPU that {s} reads, which every stack's GPU exporter reads"
+                ));
+                self.services.insert(s);
+            }
+            Chaos::TeamsFault(t, _) | Chaos::TeamsReset(t) => alone.push(format!(
+                "it sets a fault on {t}, which every drill's cards go through"
+            )),
+            other => {
+                self.services.insert(other.service().to_string());
+            }
+        }
     }
 
     /// Why the two cannot run at the same time on one stack, if they cannot.
@@ -210,6 +228,42 @@ pub fn plan(items: &[(Scenario, Effective)], share: bool, jobs: usize) -> Vec<Gr
         .collect()
 }
 
+/// Why scenario `sc` cannot run on this machine, if it cannot: `no_gpu` is
+/// why the machine gives containers no GPU, when it gives none. GPU chaos
+/// needs a real GPU; a fixture's chaos on a GPU component needs the fixture
+/// to play it (no GPU).
+pub fn unmet(sc: &Scenario, no_gpu: Option<&str>) -> Option<String> {
+    let gpu = |s: &str| {
+        sc.stack
+            .service(s)
+            .is_some_and(|x| crate::components::of(x.kind).gpu)
+    };
+    sc.doc.steps.iter().find_map(|step| {
+        let Step::Chaos(c) = step else { return None };
+        match (c.action().ok()?, no_gpu) {
+            (Chaos::GpuSaturate(s, _), Some(why)) if gpu(&s) => {
+                Some(format!("its GPU chaos on `{s}` needs a GPU: {why}"))
+            }
+            (Chaos::FixtureSet(s, _) | Chaos::FixtureReset(s), None) if gpu(&s) => Some(format!(
+                "`{s}` reads this machine's GPU, not its fixture profile: the drill's fixture chaos does not apply here (GPU chaos drills it)"
+            )),
+            _ => None,
+        }
+    })
+}
+
+/// Leaves the drills in `out` out of the groups' waves (and the waves and
+/// groups left empty).
+pub fn leave_out(groups: &mut Vec<Group>, out: &std::collections::BTreeMap<usize, String>) {
+    for g in groups.iter_mut() {
+        for w in g.waves.iter_mut() {
+            w.retain(|i| !out.contains_key(i));
+        }
+        g.waves.retain(|w| !w.is_empty());
+    }
+    groups.retain(|g| !g.waves.is_empty());
+}
+
 /// The report of a drill's latest run, judged, with its earlier runs (`prev`,
 /// when this one is a retry) kept as attempts: a retry that passes makes the
 /// drill FLAKY, never plain PASSED.
@@ -250,6 +304,47 @@ mod tests {
         let sc = Scenario::from_source(source, None).expect("a valid scenario");
         let eff = crate::render::render(&sc.stack, sc.doc.time_scale).unwrap();
         (sc, eff)
+    }
+
+    /// GPU chaos needs a GPU; the fixture's chaos on dcgm-exporter needs
+    /// the fixture to play it: each drill is skipped where the other runs.
+    #[test]
+    fn gpu_drills_say_what_the_machine_lacks() {
+        let real = on_stack(
+            "seed-000",
+            "x",
+            "  - chaos: {gpu: dcgm-exporter, saturate: sm}\n  - expect_alert: {name: GpuUtilizationHigh}\n",
+        );
+        let fixture = on_stack(
+            "seed-000",
+            "y",
+            "  - chaos: {fixture: dcgm-exporter, set: {gauges: {DCGM_FI_DEV_GPU_UTIL: 100}}}\n  - expect_alert: {name: GpuUtilizationHigh}\n",
+        );
+        let other = on_stack("seed-000", "z", "  - chaos: {stop: llm}\n");
+        let no_gpu = Some("this machine has no NVIDIA driver");
+        let why = unmet(&real.0, no_gpu).unwrap();
+        assert!(
+            why.contains("needs a GPU: this machine has no NVIDIA driver"),
+            "{why}"
+        );
+        assert_eq!(unmet(&fixture.0, no_gpu), None);
+        assert_eq!(unmet(&real.0, None), None);
+        assert!(unmet(&fixture.0, None)
+            .unwrap()
+            .contains("fixture chaos does not apply"));
+        assert_eq!(unmet(&other.0, no_gpu), None);
+        assert_eq!(unmet(&other.0, None), None);
+        // Left out of the plan, and the wave and group left empty with it.
+        let mut groups = vec![Group {
+            waves: vec![vec![0, 1], vec![2]],
+        }];
+        leave_out(&mut groups, &[(2, String::new())].into());
+        assert_eq!(groups[0].waves, vec![vec![0, 1]]);
+        leave_out(
+            &mut groups,
+            &[(0, String::new()), (1, String::new())].into(),
+        );
+        assert!(groups.is_empty());
     }
 
     /// Stopping the exporter decides whether a PostgreSQL alert fires:

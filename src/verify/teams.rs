@@ -260,6 +260,8 @@ mod tests {
             status,
             alertnames: vec!["BackendDown".into()],
             error: error.map(String::from),
+            text: String::new(),
+            colour: String::new(),
         }
     }
 

@@ -69,7 +69,8 @@ fn label_name(key: &str) -> String {
     s
 }
 
-fn escape(v: &str) -> String {
+/// A label value as the exposition format writes it.
+pub(crate) fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

@@ -34,6 +34,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 mod families;
+pub(crate) use families::escape;
 pub use families::{render, Sample};
 use std::time::{Duration, Instant};
 
@@ -380,12 +381,7 @@ pub async fn serve(listen: &str, label: Option<String>) -> Result<()> {
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(x);
-    let listener = tokio::net::TcpListener::bind(listen).await?;
-    tracing::info!("cAdvisor stand-in on {listen}");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(crate::util::interrupted())
-        .await?;
-    Ok(())
+    super::serve_app(listen, app, "cAdvisor stand-in".into()).await
 }
 
 #[cfg(test)]

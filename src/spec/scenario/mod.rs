@@ -2,7 +2,10 @@
 //! background. Every name a step uses (service, alert, route) is checked
 //! against the stack before any container starts.
 
+mod chaos;
 mod validate;
+
+pub use chaos::*;
 
 use crate::error::{SpecError, SpecErrors};
 use crate::spec::source::Source;
@@ -168,105 +171,6 @@ pub struct FixtureSet {
 /// enough for a scrape to see it, as an app that fails while starting.
 pub const CRASH_LOOP_LIFE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The most crashes a `crash_loop` may ask for.
-pub const MAX_CRASH_LOOP: u32 = 20;
-
-/// A `chaos` step as written: one action, with its options.
-#[derive(Debug, Clone, Deserialize, Serialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct ChaosStep {
-    /// A service whose container stops (SIGTERM, then SIGKILL after 5 s).
-    pub stop: Option<String>,
-    /// A service whose stopped container starts again.
-    pub start: Option<String>,
-    /// A service whose container is killed (SIGKILL).
-    pub kill: Option<String>,
-    /// A service whose container is paused (its processes freeze).
-    pub pause: Option<String>,
-    /// A service whose paused container resumes.
-    pub unpause: Option<String>,
-    /// A service whose container is removed (`docker rm -f`); `start`
-    /// makes it again from its settings.
-    pub remove: Option<String>,
-    /// A fixture service whose behaviour changes (`set`) or returns to its profile (`reset`).
-    pub fixture: Option<String>,
-    /// What changes on `fixture`.
-    pub set: Option<FixtureSet>,
-    /// A Teams mock that misbehaves (`fault`) or behaves again (`reset`).
-    pub teams: Option<String>,
-    /// The fault set on `teams`.
-    pub fault: Option<TeamsFault>,
-    /// A PostgreSQL service whose connections a client holds
-    /// (`connections`) or lets go (`reset`).
-    pub postgres: Option<String>,
-    /// How many connections to hold open on `postgres` (1 to
-    /// [`MAX_CONNECTIONS`]), until `reset` or the drill's end.
-    pub connections: Option<u32>,
-    /// Undo the `fixture` change, the `teams` fault or the `postgres`
-    /// connections, default false.
-    #[serde(default)]
-    pub reset: bool,
-}
-
-/// The most connections a `postgres` chaos step may hold.
-pub const MAX_CONNECTIONS: u32 = 1000;
-
-/// What the Teams mock does to each card while the fault lasts.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TeamsFault {
-    /// Answer this HTTP status and post nothing: 429 (throttled; Alertmanager
-    /// drops it), 500/503 (Alertmanager retries).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub status: Option<u16>,
-    /// Answer this much later.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub delay: Option<Dur>,
-    /// Answer `200` with this text and post nothing, as a throttled Teams
-    /// connector does; Alertmanager counts it as sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_text: Option<String>,
-    /// The fault ends by itself after this long (default: until `reset`).
-    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
-    pub for_: Option<Dur>,
-}
-
-/// What a chaos step does to a service's container.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ContainerAction {
-    /// Stops it: SIGTERM, then SIGKILL after 5 s.
-    Stop,
-    /// Starts it again.
-    Start,
-    /// Kills it with SIGKILL.
-    Kill,
-    /// Pauses it: its processes freeze.
-    Pause,
-    /// Resumes it after a pause.
-    Unpause,
-    /// Removes it (killed first); `Start` makes it again.
-    Remove,
-}
-
-/// A chaos step after validation: exactly one action.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Chaos {
-    /// A container action on a service.
-    Container(ContainerAction, String),
-    /// A behaviour change of a fixture service.
-    FixtureSet(String, FixtureSet),
-    /// A fixture service returned to its profile.
-    FixtureReset(String),
-    /// A fault set on a Teams mock.
-    TeamsFault(String, TeamsFault),
-    /// A Teams mock's fault lifted.
-    TeamsReset(String),
-    /// Connections held open on a PostgreSQL service, by a client of the drill.
-    PostgresHold(String, u32),
-    /// The connections held on a PostgreSQL service closed.
-    PostgresRelease(String),
-}
-
 impl ScenarioDoc {
     /// What may fire, for the false-alert guard: (name, labels) each step
     /// expects (a firing alert must carry those labels), and those
@@ -298,70 +202,6 @@ impl ScenarioDoc {
 }
 
 static EMPTY: BTreeMap<String, String> = BTreeMap::new();
-
-impl Chaos {
-    /// The service it acts on.
-    pub fn service(&self) -> &str {
-        match self {
-            Chaos::Container(_, s)
-            | Chaos::FixtureSet(s, _)
-            | Chaos::FixtureReset(s)
-            | Chaos::TeamsFault(s, _)
-            | Chaos::TeamsReset(s)
-            | Chaos::PostgresHold(s, _)
-            | Chaos::PostgresRelease(s) => s,
-        }
-    }
-}
-
-impl ChaosStep {
-    /// The one action this step names; an error if it names none or several.
-    pub fn action(&self) -> crate::error::Result<Chaos> {
-        use ContainerAction::*;
-        let mut found = Vec::new();
-        for (a, s) in [
-            (Stop, &self.stop),
-            (Start, &self.start),
-            (Kill, &self.kill),
-            (Pause, &self.pause),
-            (Unpause, &self.unpause),
-            (Remove, &self.remove),
-        ] {
-            if let Some(s) = s {
-                found.push(Chaos::Container(a, s.clone()));
-            }
-        }
-        if let Some(f) = &self.fixture {
-            match (&self.set, self.reset) {
-                (Some(set), false) => found.push(Chaos::FixtureSet(f.clone(), set.clone())),
-                (None, true) => found.push(Chaos::FixtureReset(f.clone())),
-                _ => return Err("`fixture` takes either `set: {...}` or `reset: true`".into()),
-            }
-        }
-        if let Some(t) = &self.teams {
-            match (&self.fault, self.reset) {
-                (Some(f), false) => found.push(Chaos::TeamsFault(t.clone(), f.clone())),
-                (None, true) => found.push(Chaos::TeamsReset(t.clone())),
-                _ => return Err("`teams` takes either `fault: {...}` or `reset: true`".into()),
-            }
-        }
-        if let Some(p) = &self.postgres {
-            match (self.connections, self.reset) {
-                (Some(n), false) => found.push(Chaos::PostgresHold(p.clone(), n)),
-                (None, true) => found.push(Chaos::PostgresRelease(p.clone())),
-                _ => return Err("`postgres` takes either `connections: N` or `reset: true`".into()),
-            }
-        }
-        match found.len() {
-            1 => Ok(found.remove(0)),
-            0 => Err(
-                "a chaos step names one action: stop, start, kill, pause, unpause, remove, fixture, teams or postgres"
-                    .into(),
-            ),
-            _ => Err("a chaos step names one action only; use one step per action".into()),
-        }
-    }
-}
 
 /// An `expect_alert` or `expect_resolved` step: an alert to watch.
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -161,7 +161,7 @@ impl Checker<'_> {
             }
             Ok(Chaos::FixtureSet(s, _)) | Ok(Chaos::FixtureReset(s)) => {
                 let at_f = format!("{at_c}.fixture");
-                if self.service(&at_f, &s) && self.kind(&s) != Some(Kind::Fixture) {
+                if self.service(&at_f, &s) && !self.stack.fixtures.contains_key(&s) {
                     self.push(&at_f, format!("`{s}` is not a fixture service"));
                 }
                 if let (Some(set), Some(p)) = (&c.set, self.stack.fixtures.get(&s)) {
@@ -185,6 +185,7 @@ impl Checker<'_> {
                     );
                 }
             }
+            Ok(Chaos::GpuSaturate(g, _)) | Ok(Chaos::GpuRelease(g)) => self.gpu(&at_c, &g, c),
             Ok(Chaos::TeamsFault(t, _)) | Ok(Chaos::TeamsReset(t)) => {
                 let at_t = format!("{at_c}.teams");
                 if self.service(&at_t, &t) && self.kind(&t) != Some(Kind::TeamsMock) {
@@ -194,6 +195,33 @@ impl Checker<'_> {
                     self.teams_fault(&format!("{at_c}.fault"), f);
                 }
             }
+        }
+    }
+
+    /// A GPU load names a dcgm-exporter service, and is bounded.
+    fn gpu(&mut self, at_c: &str, g: &str, c: &super::ChaosStep) {
+        let at_g = format!("{at_c}.gpu");
+        if self.service(&at_g, g) && self.kind(g) != Some(Kind::DcgmExporter) {
+            self.push(&at_g, format!("`{g}` is not a dcgm-exporter service: GPU chaos loads the GPU a dcgm-exporter reads"));
+        }
+        let most = super::MAX_GPU_FILL;
+        if c.fill.is_some_and(|f| !(1..=most).contains(&f)) {
+            self.push(
+                &format!("{at_c}.fill"),
+                format!("fill is 1 to {most} (% of the GPU's memory)"),
+            );
+        }
+        if c.fill.is_some() && c.saturate != Some(super::GpuLoad::Vram) {
+            self.push(
+                &format!("{at_c}.fill"),
+                "fill is for `saturate: vram`".to_string(),
+            );
+        }
+        if c.for_.is_some_and(|d| d.0 > super::MAX_GPU_HOLD) {
+            self.push(
+                &format!("{at_c}.for"),
+                "a GPU load lasts at most 1h".to_string(),
+            );
         }
     }
 

@@ -11,6 +11,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod check;
+use check::*;
+
 pub use crate::components::Kind;
 
 /// A secret file the drill writes into a container: never in the user's tree
@@ -40,7 +43,7 @@ pub struct ServiceSpec {
     pub port: Option<u16>,
     /// prometheus / alertmanager: the config file, relative to stack.yaml.
     pub config: Option<String>,
-    /// fixture: the profile, relative to stack.yaml.
+    /// fixture: the profile, relative to stack.yaml (a GPU component's: the one that plays it without a GPU).
     pub profile: Option<String>,
     /// fixture: a variant of the profile (`v0` for vllm's older names).
     pub variant: Option<String>,
@@ -234,6 +237,13 @@ impl Mount {
 }
 
 impl ServiceSpec {
+    /// A fixture runs its profile; a GPU component's profile plays it
+    /// where the machine has no GPU.
+    pub fn has_profile(&self) -> bool {
+        self.kind == Kind::Fixture
+            || (crate::components::of(self.kind).gpu && self.profile.is_some())
+    }
+
     /// Its mounts; validated when the stack is loaded.
     pub fn mounts(&self) -> Vec<Mount> {
         self.volumes
@@ -310,7 +320,7 @@ impl Stack {
         };
         let mut fixtures = BTreeMap::new();
         for (name, svc) in &doc.services {
-            if svc.kind == Kind::Fixture {
+            if svc.has_profile() {
                 if let Some(p) = fixture_profile(&source, name, svc, &mut errors) {
                     fixtures.insert(name.clone(), p);
                 }
@@ -405,194 +415,4 @@ fn fixture_profile(
             }
         },
     }
-}
-
-/// Each secret takes one source; a Teams mock it names is one.
-fn check_secrets(
-    source: &Source,
-    doc: &StackDoc,
-    name: &str,
-    svc: &ServiceSpec,
-    errors: &mut Vec<SpecError>,
-) {
-    for (i, s) in svc.secrets.iter().enumerate() {
-        let at = format!("services.{name}.secrets.{i}");
-        match (&s.teams_mock, &s.env, &s.generated) {
-            (Some(m), None, None) => {
-                if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {
-                    errors.push(source.error(
-                        &format!("{at}.teams_mock"),
-                        format!("`{m}` is not a teams-mock service of this stack"),
-                    ));
-                }
-            }
-            (None, Some(_), None) | (None, None, Some(_)) => {}
-            _ => errors.push(source.error(
-                &at,
-                "a secret takes exactly one of `teams_mock`, `env` or `generated`",
-            )),
-        }
-    }
-}
-
-/// A container name Docker accepts, once in the stack.
-fn check_container_name(
-    source: &Source,
-    doc: &StackDoc,
-    name: &str,
-    svc: &ServiceSpec,
-    errors: &mut Vec<SpecError>,
-) {
-    let Some(c) = &svc.container_name else { return };
-    let valid = c.chars().next().is_some_and(|f| f.is_ascii_alphanumeric())
-        && c.chars()
-            .all(|x| x.is_ascii_alphanumeric() || "_.-".contains(x));
-    let at = format!("services.{name}.container_name");
-    if !valid {
-        errors.push(source.error(
-            &at,
-            "a container name is letters, digits, `_`, `.` and `-`, starting with a letter or digit",
-        ));
-    }
-    let twice = doc
-        .services
-        .iter()
-        .any(|(n, s)| n.as_str() < name && s.container_name.as_ref() == Some(c));
-    if twice {
-        errors.push(source.error(&at, format!("another service is already named `{c}`")));
-    }
-}
-
-/// Limits Docker accepts: 6 MiB of memory at least (its floor), a CPU
-/// limit above zero.
-fn check_resources(source: &Source, name: &str, svc: &ServiceSpec, errors: &mut Vec<SpecError>) {
-    if let Some(m) = svc.mem_limit {
-        if m.0 < 6 << 20 {
-            errors.push(source.error(
-                &format!("services.{name}.mem_limit"),
-                "Docker's smallest memory limit is 6MiB",
-            ));
-        }
-    }
-    if let Some(c) = svc.cpus {
-        if !(c > 0.0 && c.is_finite()) {
-            errors.push(source.error(
-                &format!("services.{name}.cpus"),
-                "a CPU limit is a number of cores above 0 (`0.5`)",
-            ));
-        }
-    }
-}
-
-/// A coverage waiver names an alerting rule of the stack.
-fn check_waivers(source: &Source, doc: &StackDoc, p: &Prometheus, errors: &mut Vec<SpecError>) {
-    let names: Vec<String> = p.alert_rules().into_iter().map(|r| r.name).collect();
-    for (i, w) in doc.coverage.waive.iter().enumerate() {
-        if names.contains(&w.alert) {
-            continue;
-        }
-        let mut e = source.error(
-            &format!("coverage.waive.{i}.alert"),
-            format!("no alerting rule is named `{}`", w.alert),
-        );
-        if let Some(near) = crate::util::closest(&w.alert, names.iter().map(String::as_str)) {
-            e = e.with_help(format!("did you mean `{near}`?"));
-        }
-        errors.push(e);
-    }
-}
-
-/// Each mount parses and names a volume the stack declares.
-fn check_mounts(
-    source: &Source,
-    doc: &StackDoc,
-    name: &str,
-    svc: &ServiceSpec,
-    errors: &mut Vec<SpecError>,
-) {
-    for (i, v) in svc.volumes.iter().enumerate() {
-        let at = format!("services.{name}.volumes.{i}");
-        match Mount::parse(v) {
-            Err(m) => errors.push(source.error(&at, m)),
-            Ok(m) if !doc.volumes.contains_key(&m.volume) => {
-                let mut e = source.error(
-                    &at,
-                    format!("no volume `{}` in the stack's `volumes`", m.volume),
-                );
-                if let Some(near) =
-                    crate::util::closest(&m.volume, doc.volumes.keys().map(String::as_str))
-                {
-                    e = e.with_help(format!("did you mean `{near}`?"));
-                }
-                errors.push(e);
-            }
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Every volume the stack declares is one firedrill makes.
-fn check_volumes(source: &Source, doc: &StackDoc, errors: &mut Vec<SpecError>) {
-    for (name, v) in &doc.volumes {
-        if let Err(m) = check_volume(v) {
-            errors.push(source.error(&format!("volumes.{name}.driver_opts"), m));
-        }
-    }
-}
-
-/// A volume on disk, or a tmpfs of [`MAX_TMPFS_VOLUME`] at most with the
-/// options tmpfs knows.
-fn check_volume(v: &VolumeSpec) -> Result<(), String> {
-    if v.driver_opts.is_empty() {
-        return Ok(());
-    }
-    let opt = |k: &str| v.driver_opts.get(k).map(String::as_str);
-    if opt("type") != Some("tmpfs") || opt("device") != Some("tmpfs") {
-        return Err("firedrill's volumes are on disk (no `driver_opts`) or tmpfs (`type: tmpfs, device: tmpfs`): no other kind, no path of this machine".into());
-    }
-    if let Some(k) = v
-        .driver_opts
-        .keys()
-        .find(|k| !["type", "device", "o"].contains(&k.as_str()))
-    {
-        return Err(format!(
-            "`{k}` is not a tmpfs volume option (`type`, `device`, `o`)"
-        ));
-    }
-    let mut size = None;
-    for o in opt("o").unwrap_or("").split(',').filter(|o| !o.is_empty()) {
-        let (k, val) = o.split_once('=').unwrap_or((o, ""));
-        match k {
-            "size" => size = Some(tmpfs_size(val)?),
-            "nr_inodes" => {
-                tmpfs_size(val)?;
-            }
-            "mode" | "uid" | "gid" => {}
-            _ => {
-                return Err(format!(
-                "`{k}` is not a tmpfs option firedrill passes (size, nr_inodes, mode, uid, gid)"
-            ))
-            }
-        }
-    }
-    match size {
-        Some(s) if s > 0 && s <= MAX_TMPFS_VOLUME => Ok(()),
-        Some(_) => {
-            Err("a tmpfs volume's size is above 0 and at most 1g (it is held in memory)".into())
-        }
-        None => Err("a tmpfs volume needs a size (`o: size=64m`): it is held in memory".into()),
-    }
-}
-
-/// A tmpfs size or count as mount(8) writes it: a number with k, m or g.
-fn tmpfs_size(v: &str) -> Result<u64, String> {
-    let (num, mult) = match v.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&v[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&v[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&v[..i], 1 << 30),
-        _ => (v, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n.saturating_mul(mult))
-        .map_err(|_| format!("`{v}` is not a tmpfs size (`64m`, `4096`, `1g`)"))
 }

@@ -3,7 +3,10 @@
 //! a fixture's behaviour changed through its control API (latency, errors,
 //! a CPU or memory burn); a fault set on the Teams mock (an error status, a
 //! delay); a database's connections held by a client of the drill
-//! ([`Held`]). Each returns the line the drill reports.
+//! ([`Held`]); a GPU's SMs or memory put under load for real ([`gpu`]).
+//! Each returns the line the drill reports.
+
+pub mod gpu;
 
 use crate::error::{err, Result};
 use crate::fixture::teams::Fault;
@@ -15,10 +18,23 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// What chaos holds open for the drill: connections to each PostgreSQL
-/// service. Dropping it closes them (the drill's end, on every exit path).
+/// service, a load on the GPU each dcgm-exporter reads. Dropping it closes
+/// and ends them (the drill's end, on every exit path).
 #[derive(Default)]
 pub struct Held {
     postgres: BTreeMap<String, Vec<tokio_postgres::Client>>,
+    gpu: BTreeMap<(String, gpu::Load), gpu::Saturation>,
+}
+
+impl Held {
+    /// Lets everything go: GPU loads ended off the runtime's threads (a
+    /// load's end waits for its last launch), connections closed.
+    pub async fn end(&mut self) {
+        for (_, load) in std::mem::take(&mut self.gpu) {
+            end_gpu_load(load).await;
+        }
+        self.postgres.clear();
+    }
 }
 
 /// Sets `action` on the stack; what was done, in a line. Durations of a
@@ -40,6 +56,24 @@ pub async fn apply(
         Chaos::PostgresRelease(s) => {
             let n = held.postgres.remove(s).map_or(0, |c| c.len());
             format!("{s}: {n} held connections closed")
+        }
+        Chaos::GpuSaturate(s, g) => {
+            // A second load of the same kind replaces the first.
+            if let Some(old) = held.gpu.remove(&(s.clone(), g.load)) {
+                end_gpu_load(old).await;
+            }
+            let (sat, line) = saturate_gpu(r, s, *g).await?;
+            held.gpu.insert((s.clone(), g.load), sat);
+            format!("{s}: {line}")
+        }
+        Chaos::GpuRelease(s) => {
+            let loads: Vec<_> = held.gpu.keys().filter(|k| k.0 == *s).cloned().collect();
+            for k in &loads {
+                if let Some(old) = held.gpu.remove(k) {
+                    end_gpu_load(old).await;
+                }
+            }
+            format!("{s}: {} GPU load(s) ended", loads.len())
         }
         Chaos::Container(a, s) => {
             match a {
@@ -76,6 +110,37 @@ pub async fn apply(
             format!("{t}: answers normally again")
         }
     })
+}
+
+/// Puts the GPU that dcgm-exporter service `s` reads (GPU 0) under load;
+/// refused where a fixture plays it (a machine with no GPU).
+async fn saturate_gpu(
+    r: &Running,
+    s: &str,
+    g: crate::spec::scenario::GpuSaturate,
+) -> Result<(gpu::Saturation, String)> {
+    let svc = r.service(s)?;
+    if svc.kind != crate::components::Kind::DcgmExporter {
+        return Err(err!(
+            Component,
+            "{s} is played by a fixture here ({}): GPU chaos needs a GPU",
+            svc.stand_in.clone().unwrap_or_default()
+        ));
+    }
+    let hold = g.hold.map_or(crate::spec::scenario::MAX_GPU_HOLD, |d| d.0);
+    // CUDA calls block: off the runtime's threads. GPU 0 as dcgm-exporter
+    // labels it (NVML's index), found among CUDA's by its PCI address.
+    tokio::task::spawn_blocking(move || {
+        gpu::Saturation::start(gpu::ordinal_of(0)?, g.load, g.fill, hold)
+    })
+    .await
+    .map_err(|e| err!(Component, "GPU chaos: {e}"))?
+}
+
+/// Ends a GPU load and waits until the GPU is free of it (at most one
+/// launch's slice), off the runtime's threads.
+async fn end_gpu_load(s: gpu::Saturation) {
+    let _ = tokio::task::spawn_blocking(move || drop(s)).await;
 }
 
 /// How many connections are opened at once: a burst PostgreSQL's

@@ -7,6 +7,9 @@
 use serde_json::Value;
 use std::time::Duration;
 
+mod vars;
+pub use vars::{options_from, order, sort_options, VarQuery};
+
 /// A dashboard template variable, with the values it currently stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Variable {
@@ -26,6 +29,16 @@ pub struct Variable {
     pub current_text: Vec<String>,
     /// Every option value, All excluded.
     pub options: Vec<String>,
+    /// What it asks its data source (`label_values(up, job)`), or its
+    /// options as written (custom, interval, constant).
+    pub query: String,
+    /// The regex its query's results go through (`/(.*):\d+/`), if any.
+    pub regex: Option<String>,
+    /// How its options are sorted (Grafana's `sort`, 0 to 8).
+    pub sort: i64,
+    /// When Grafana asks again: 0 never (the saved options stand), 1 on
+    /// dashboard load, 2 on time range change.
+    pub refresh: i64,
 }
 
 /// One Prometheus query of a panel.
@@ -43,10 +56,15 @@ pub struct Target {
     pub expr: String,
     /// The datasource reference as written (target's, else panel's).
     pub datasource: Option<Value>,
-    /// The target's min interval (`interval`), if set.
+    /// The target's min interval (`interval`), else its panel's, if set.
     pub interval: Option<String>,
+    /// The panel's `maxDataPoints`, if set (it feeds `$__interval`).
+    pub max_data_points: Option<u64>,
     /// Whether the target is hidden (not run).
     pub hide: bool,
+    /// The variable its panel (or the row around it) repeats by, if any:
+    /// Grafana shows one panel per selected value.
+    pub repeat: Option<String>,
 }
 
 /// Time context of a query: what `$__interval`, `$__range`… stand for.
@@ -77,6 +95,19 @@ fn strings(v: &Value) -> Vec<String> {
         Value::Null => vec![],
         other => vec![other.to_string()],
     }
+}
+
+/// A boolean field of a variable's JSON, false when absent.
+fn flag(v: &Value, key: &str) -> bool {
+    v.get(key).and_then(Value::as_bool).unwrap_or(false)
+}
+
+/// A text field of a variable's JSON, None when absent or empty.
+fn text(v: &Value, key: &str) -> Option<String> {
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
 }
 
 impl Variable {
@@ -134,19 +165,17 @@ impl Variable {
         if current.is_empty() {
             current = options.first().cloned().into_iter().collect();
         }
+        // Grafana's model: a query variable refreshes on load unless it says.
+        let refresh = v
+            .get("refresh")
+            .and_then(Value::as_i64)
+            .unwrap_or(i64::from(kind == "query"));
         Some(Variable {
             name,
             kind,
-            multi: v.get("multi").and_then(Value::as_bool).unwrap_or(false),
-            include_all: v
-                .get("includeAll")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            all_value: v
-                .get("allValue")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-                .map(String::from),
+            multi: flag(v, "multi"),
+            include_all: flag(v, "includeAll"),
+            all_value: text(v, "allValue"),
             current_text: if current_text.is_empty() {
                 current.clone()
             } else {
@@ -154,6 +183,10 @@ impl Variable {
             },
             current,
             options,
+            regex: text(v, "regex"),
+            sort: v.get("sort").and_then(Value::as_i64).unwrap_or(0),
+            refresh,
+            query,
         })
     }
 
@@ -181,24 +214,37 @@ pub fn variables(dashboard: &Value) -> Vec<Variable> {
 /// Every Prometheus target of a dashboard, panels nested in rows included.
 pub fn targets(dashboard: &Value) -> Vec<Target> {
     let mut out = Vec::new();
-    let mut order: Vec<(&Value, String)> = Vec::new();
-    fn collect<'a>(v: &'a Value, path: String, order: &mut Vec<(&'a Value, String)>) {
+    type Found<'a> = Vec<(&'a Value, String, Option<String>)>;
+    let mut order: Found = Vec::new();
+    // A panel's `repeat`, else the one of the row it sits in.
+    fn collect<'a>(v: &'a Value, path: String, repeat: Option<String>, order: &mut Found<'a>) {
         for key in ["panels", "rows"] {
             if let Some(a) = v.get(key).and_then(Value::as_array) {
+                // An expanded row holds the panels after it, up to the next row.
+                let mut row: Option<String> = None;
                 for (i, p) in a.iter().enumerate() {
                     let here = if path.is_empty() {
                         format!("{key}.{i}")
                     } else {
                         format!("{path}.{key}.{i}")
                     };
-                    order.push((p, here.clone()));
-                    collect(p, here, order);
+                    let own = p
+                        .get("repeat")
+                        .and_then(Value::as_str)
+                        .filter(|r| !r.is_empty())
+                        .map(|r| r.trim_start_matches('$').to_string());
+                    if p.get("type").and_then(Value::as_str) == Some("row") {
+                        row = own.clone();
+                    }
+                    let repeat = own.or_else(|| row.clone()).or_else(|| repeat.clone());
+                    order.push((p, here.clone(), repeat.clone()));
+                    collect(p, here, repeat, order);
                 }
             }
         }
     }
-    collect(dashboard, String::new(), &mut order);
-    for (p, ppath) in order {
+    collect(dashboard, String::new(), None, &mut order);
+    for (p, ppath, repeat) in order {
         let Some(ts) = p.get("targets").and_then(Value::as_array) else {
             continue;
         };
@@ -226,25 +272,54 @@ pub fn targets(dashboard: &Value) -> Vec<Target> {
                     .or_else(|| p.get("datasource"))
                     .filter(|d| !d.is_null())
                     .cloned(),
-                interval: t
-                    .get("interval")
-                    .and_then(Value::as_str)
-                    .filter(|s| !s.is_empty())
+                interval: [t, p]
+                    .iter()
+                    .find_map(|x| {
+                        x.get("interval")
+                            .and_then(Value::as_str)
+                            .filter(|s| !s.is_empty())
+                    })
                     .map(String::from),
+                max_data_points: p
+                    .get("maxDataPoints")
+                    .and_then(Value::as_u64)
+                    .filter(|n| *n > 0),
                 hide: t.get("hide").and_then(Value::as_bool).unwrap_or(false),
+                repeat: repeat.clone(),
             });
         }
     }
     out
 }
 
+/// A value as a regex, as Grafana's `regex` format writes it (kbn's
+/// `regexEscape`): each metacharacter, `/` and backslash behind one backslash.
 fn regex_escape(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
-        if "\\$^*+?.()|{}[]".contains(c) {
+        if "\\^$*+?.()|[]{}/".contains(c) {
             out.push('\\');
         }
         out.push(c);
+    }
+    out
+}
+
+/// A value as a regex inside a PromQL double-quoted string, as the
+/// Prometheus data source's default (`prometheusSpecialRegexEscape`) writes
+/// it: a metacharacter behind two backslashes (the string keeps one for the
+/// regex), a backslash as four.
+fn prom_regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str(r"\\\\"),
+            c if "$^*+?.()|{}[]".contains(c) => {
+                out.push_str(r"\\");
+                out.push(c);
+            }
+            c => out.push(c),
+        }
     }
     out
 }
@@ -285,7 +360,7 @@ pub fn format_value(var: &Variable, format: Option<&str>) -> String {
             if !var.multi && !var.include_all {
                 values.first().map(|v| string_escape(v)).unwrap_or_default()
             } else {
-                multi_form(values.iter().map(|v| regex_escape(v)).collect())
+                multi_form(values.iter().map(|v| prom_regex_escape(v)).collect())
             }
         }
         Some("regex") => {
@@ -413,6 +488,18 @@ pub fn interpolate(
     t: &TimeContext,
     min_interval: Option<&str>,
 ) -> String {
+    interpolate_as(expr, vars, t, min_interval, None)
+}
+
+/// [`interpolate`], with `default` as the format of a variable written
+/// without one (Grafana interpolates a variable's regex with `regex`).
+pub fn interpolate_as(
+    expr: &str,
+    vars: &[Variable],
+    t: &TimeContext,
+    min_interval: Option<&str>,
+    default: Option<&str>,
+) -> String {
     let iv = interval(t, min_interval);
     let rate = (iv + t.scrape).max(4 * t.scrape);
     let range_s = t.range.as_secs_f64().round() as u64;
@@ -432,7 +519,7 @@ pub fn interpolate(
         }
         vars.iter()
             .find(|v| v.name == name)
-            .map(|v| format_value(v, format))
+            .map(|v| format_value(v, format.or(default)))
     };
     let mut out = String::new();
     let b = expr.as_bytes();
@@ -539,8 +626,11 @@ mod tests {
                 &ctx(),
                 None
             ),
-            r#"up{job="a.b",instance=~"(h1:9100|h2:9100)",ns=~"(a|b\.c)",pod=~".*"}"#
+            r#"up{job="a.b",instance=~"(h1:9100|h2:9100)",ns=~"(a|b\\.c)",pod=~".*"}"#
         );
+        // As Prometheus reads it: a valid string holding the regex `b\.c`.
+        let q = interpolate(r#"up{ns=~"$ns"}"#, &vars, &ctx(), None);
+        assert!(promql_parser::parser::parse(&q).is_ok(), "{q}");
     }
 
     #[test]
@@ -590,5 +680,49 @@ mod tests {
         );
         assert_eq!(t[1].datasource, Some(json!({"uid":"p"})));
         assert_eq!(t[0].path, "panels.0.panels.0.targets.0.expr");
+    }
+
+    /// A row's `repeat` reaches the panels in it; a panel's own `interval`
+    /// and `maxDataPoints` feed its targets' `$__interval`.
+    #[test]
+    fn repeats_and_panel_intervals_reach_targets() {
+        let d = json!({"panels":[
+            {"type":"row","repeat":"instance","collapsed":true,"panels":[
+                {"title":"in row","interval":"2m","maxDataPoints":60,"targets":[{"expr":"up"}]}]},
+            {"title":"own","repeat":"$job","targets":[{"expr":"up","interval":"30s"}]},
+            {"type":"row","title":"plain row"},
+            {"title":"plain","targets":[{"expr":"up"}]},
+            {"type":"row","title":"expanded","repeat":"pod"},
+            {"title":"under it","targets":[{"expr":"up"}]}]});
+        let t = targets(&d);
+        let seen: Vec<_> = t
+            .iter()
+            .map(|t| {
+                (
+                    t.repeat.as_deref(),
+                    t.interval.as_deref(),
+                    t.max_data_points,
+                )
+            })
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                (Some("instance"), Some("2m"), Some(60)),
+                (Some("job"), Some("30s"), None),
+                (None, None, None),
+                (Some("pod"), None, None)
+            ]
+        );
+        // An hour over 60 points: 1m per point, raised to the panel's 2m.
+        let hour = TimeContext {
+            max_data_points: 60,
+            ..ctx()
+        };
+        assert_eq!(
+            interpolate("$__interval", &[], &hour, t[0].interval.as_deref()),
+            "2m"
+        );
+        assert_eq!(interpolate("$__interval", &[], &hour, None), "1m");
     }
 }

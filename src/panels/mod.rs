@@ -4,6 +4,8 @@
 //! sample in the window; one that reads only metrics of a skipped service
 //! (cAdvisor, with no image here) is reported skipped, with the reason.
 
+mod variables;
+
 use crate::error::{Error, Result};
 use crate::grafana::{self, TimeContext};
 use crate::lint::metrics::{selectors, Catalog};
@@ -54,17 +56,69 @@ pub struct PanelCheck {
     /// What it found.
     #[serde(flatten)]
     pub verdict: Verdict,
+    /// What the panel drew: up to [`LINES`] series, each its legend and
+    /// (unix seconds, value) points, for the report's replay.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<Line>,
+}
+
+/// The most series of a target kept for the report.
+pub const LINES: usize = 6;
+
+/// One series a panel drew.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Line {
+    /// Its labels, as a legend (`{job="backend"}`).
+    pub legend: String,
+    /// (unix seconds, value) for each finite sample.
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The series of a range query as lines, at most [`LINES`].
+fn lines(series: &[crate::observe::Series]) -> Vec<Line> {
+    series
+        .iter()
+        .map(|s| Line {
+            legend: format!(
+                "{{{}}}",
+                s.metric
+                    .iter()
+                    .map(|(k, v)| format!("{k}=\"{v}\""))
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            points: s
+                .values
+                .iter()
+                .filter_map(|(t, v)| {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|v| v.is_finite())
+                        .map(|v| (*t, v))
+                })
+                .collect(),
+        })
+        // A series with no finite sample draws nothing.
+        .filter(|l| !l.points.is_empty())
+        .take(LINES)
+        .collect()
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Data { series } => write!(f, "data ({series} series)"),
+            Verdict::NoData => f.write_str("NO DATA"),
+            Verdict::Skipped { reason } => write!(f, "skipped: {reason}"),
+            Verdict::Error { message } => write!(f, "ERROR: {message}"),
+        }
+    }
 }
 
 impl PanelCheck {
     /// One line for the terminal: dashboard, panel, target, variables and verdict.
     pub fn line(&self) -> String {
-        let what = match &self.verdict {
-            Verdict::Data { series } => format!("data ({series} series)"),
-            Verdict::NoData => "NO DATA".into(),
-            Verdict::Skipped { reason } => format!("skipped: {reason}"),
-            Verdict::Error { message } => format!("ERROR: {message}"),
-        };
+        let what = self.verdict.to_string();
         let vars = if self.variables.is_empty() {
             String::new()
         } else {
@@ -78,11 +132,12 @@ impl PanelCheck {
 }
 
 /// Every value combination worth running: the current values, then each
-/// other option of a single-value variable (both MCP servers of one board).
+/// other option of a single-value variable the dashboard lists itself (both
+/// MCP servers of one board); a query variable's is what Grafana selects.
 fn variable_sets(vars: &[grafana::Variable]) -> Vec<Vec<grafana::Variable>> {
     let mut sets = vec![vars.to_vec()];
     for (i, v) in vars.iter().enumerate() {
-        if v.multi || v.include_all {
+        if v.multi || v.include_all || v.kind == "query" {
             continue;
         }
         for o in v.options.iter().filter(|o| !v.current.contains(o)) {
@@ -139,16 +194,10 @@ pub fn needs_absent(
 /// stack's own rules are. (dashboard, panel, ref, variables, query) each.
 fn queries(
     stack: &Stack,
-    range: Duration,
-    scrape: Duration,
+    time: &TimeContext,
     time_scale: f64,
+    resolved: &BTreeMap<std::path::PathBuf, Vec<grafana::Variable>>,
 ) -> Result<Vec<(String, grafana::Target, String, String)>> {
-    let unscaled = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / time_scale);
-    let time = TimeContext {
-        range: unscaled(range),
-        scrape: unscaled(scrape),
-        ..TimeContext::default()
-    };
     let mut out = Vec::new();
     for file in dashboard_files(stack) {
         let dashboard: serde_json::Value =
@@ -157,22 +206,65 @@ fn queries(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let vars = grafana::variables(&dashboard);
+        let vars = match resolved.get(&file) {
+            Some(v) => v.clone(),
+            None => grafana::variables(&dashboard),
+        };
         for set in variable_sets(&vars) {
-            let label = set
-                .iter()
-                .map(|v| format!("{}={}", v.name, v.current.join("|")))
-                .collect::<Vec<_>>()
-                .join(",");
             for t in grafana::targets(&dashboard).into_iter().filter(|t| !t.hide) {
-                let query = grafana::interpolate(&t.expr, &set, &time, t.interval.as_deref());
-                // A query that does not parse keeps its text: the check reports it.
-                let query = crate::promql::scale_expr(&query, time_scale).unwrap_or(query);
-                out.push((name.clone(), t, label.clone(), query));
+                for set in repeated(&set, t.repeat.as_deref()) {
+                    let label = set
+                        .iter()
+                        .map(|v| format!("{}={}", v.name, v.current.join("|")))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    let time = TimeContext {
+                        max_data_points: t.max_data_points.unwrap_or(time.max_data_points),
+                        ..*time
+                    };
+                    let query = grafana::interpolate(&t.expr, &set, &time, t.interval.as_deref());
+                    // A query that does not parse keeps its text: the check reports it.
+                    let query = crate::promql::scale_expr(&query, time_scale).unwrap_or(query);
+                    out.push((name.clone(), t.clone(), label, query));
+                }
             }
         }
     }
     Ok(out)
+}
+
+/// The variable sets a panel repeated by `repeat` shows: one per selected
+/// value (every option when All is selected), else `set` alone.
+fn repeated(set: &[grafana::Variable], repeat: Option<&str>) -> Vec<Vec<grafana::Variable>> {
+    let Some(i) = repeat.and_then(|r| set.iter().position(|v| v.name == r)) else {
+        return vec![set.to_vec()];
+    };
+    let v = &set[i];
+    let values = if v.current.iter().any(|c| c == "$__all") {
+        v.options.clone()
+    } else {
+        v.current.clone()
+    };
+    values
+        .into_iter()
+        .map(|value| {
+            let mut one = set.to_vec();
+            one[i].current = vec![value.clone()];
+            one[i].current_text = vec![value];
+            one
+        })
+        .collect()
+}
+
+/// The time context of panel queries on a stack running at `time_scale`:
+/// range and scrape interval as Grafana sees them on the unscaled stack.
+fn time_context(range: Duration, scrape: Duration, time_scale: f64) -> TimeContext {
+    let unscaled = |d: Duration| Duration::from_secs_f64(d.as_secs_f64() / time_scale);
+    TimeContext {
+        range: unscaled(range),
+        scrape: unscaled(scrape),
+        ..TimeContext::default()
+    }
 }
 
 /// The widest range window of any panel query (range selectors, subqueries,
@@ -189,7 +281,8 @@ pub fn widest_window(
     // but `$__range` reaches it.
     let range = scrape * 1000;
     let mut widest: Option<(String, Duration)> = None;
-    for (_, t, _, q) in queries(stack, range, scrape, time_scale)? {
+    let time = time_context(range, scrape, time_scale);
+    for (_, t, _, q) in queries(stack, &time, time_scale, &BTreeMap::new())? {
         let Ok(w) = crate::promql::max_lookback(&q) else {
             continue;
         };
@@ -199,6 +292,37 @@ pub fn widest_window(
         widest = Some((t.panel_title.clone(), w));
     }
     Ok(widest)
+}
+
+/// Every dashboard's variables as Grafana would show them over `window`.
+async fn resolve_all(
+    stack: &Stack,
+    prom: &Prometheus,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    time: &TimeContext,
+    time_scale: f64,
+) -> Result<BTreeMap<std::path::PathBuf, Vec<grafana::Variable>>> {
+    let mut out = BTreeMap::new();
+    for file in dashboard_files(stack) {
+        let dashboard: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).map_err(Error::io(&file))?)?;
+        let view = variables::View {
+            prom,
+            window,
+            time: *time,
+            time_scale,
+            legacy: dashboard
+                .get("schemaVersion")
+                .and_then(serde_json::Value::as_i64)
+                .is_none_or(|v| v < 29),
+        };
+        let (vars, notes) = variables::resolve(grafana::variables(&dashboard), &view).await;
+        for n in notes {
+            tracing::warn!("{}: {n}", file.display());
+        }
+        out.insert(file, vars);
+    }
+    Ok(out)
 }
 
 /// Runs every panel target over `[start, end]` on a stack running at
@@ -216,8 +340,11 @@ pub async fn check(
     let absent_jobs = absent_jobs(stack, absent);
     let range = (end - start).to_std().unwrap_or(Duration::from_secs(60));
     let step = (range / 100).max(scrape);
+    let time = time_context(range, scrape, time_scale);
+    let resolved = resolve_all(stack, prom, (start, end), &time, time_scale).await?;
     let mut out = Vec::new();
-    for (name, t, label, query) in queries(stack, range, scrape, time_scale)? {
+    for (name, t, label, query) in queries(stack, &time, time_scale, &resolved)? {
+        let mut drawn = Vec::new();
         let verdict = match promql_parser::parser::parse(&query) {
             Err(e) => Verdict::Error {
                 message: format!("invalid PromQL: {e}"),
@@ -236,6 +363,7 @@ pub async fn check(
                                 .any(|(_, v)| v.parse::<f64>().is_ok_and(f64::is_finite))
                         };
                         let n = series.iter().filter(finite).count();
+                        drawn = lines(&series);
                         if n > 0 {
                             Verdict::Data { series: n }
                         } else {
@@ -252,6 +380,7 @@ pub async fn check(
             variables: label.clone(),
             query,
             verdict,
+            lines: drawn,
         });
     }
     Ok(out)
@@ -275,4 +404,38 @@ fn skipped(
         why = Some(reason.first()?.to_string());
     }
     why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A panel repeated by a variable is checked once per value Grafana
+    /// draws it for: each selected one, every option when All is selected.
+    #[test]
+    fn a_repeated_panel_is_checked_per_value() {
+        let var = |current: serde_json::Value| {
+            grafana::Variable::from_json(&serde_json::json!({
+                "name": "i", "multi": true, "includeAll": true, "current": {"value": current},
+                "options": [{"value": "a"}, {"value": "b"}, {"value": "c"}]
+            }))
+            .unwrap()
+        };
+        let values = |set: &[grafana::Variable]| {
+            repeated(set, Some("i"))
+                .iter()
+                .map(|s| s[0].current.join("|"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            values(&[var(serde_json::json!(["$__all"]))]),
+            ["a", "b", "c"]
+        );
+        assert_eq!(values(&[var(serde_json::json!(["b", "c"]))]), ["b", "c"]);
+        assert_eq!(repeated(&[var(serde_json::json!(["b"]))], None).len(), 1);
+        assert_eq!(
+            repeated(&[var(serde_json::json!(["b"]))], Some("nope")).len(),
+            1
+        );
+    }
 }
