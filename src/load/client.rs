@@ -71,9 +71,10 @@ impl Pool {
     }
 
     async fn connect(&self) -> Result<Conn, Failure> {
-        let stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|_| Failure::Connect)?;
+        let stream = TcpStream::connect(self.addr).await.map_err(|e| {
+            self.shared.cause(Failure::Connect, &e);
+            Failure::Connect
+        })?;
         let _ = stream.set_nodelay(true);
         self.shared
             .connections

@@ -663,6 +663,9 @@ mod tests {
             .await;
         assert_eq!(s.answered, 0);
         assert_eq!(s.failures.get(&Failure::Connect), Some(&10), "{s:?}");
+        // Each says why, in the system's words.
+        assert_eq!(s.causes.values().sum::<u64>(), 10, "{s:?}");
+        assert!(s.causes.keys().all(|c| c.starts_with("connect: ")), "{s:?}");
     }
 
     #[tokio::test]

@@ -22,6 +22,17 @@ pub enum Failure {
     Io,
 }
 
+impl Failure {
+    /// The name reports and JSON use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Failure::Connect => "connect",
+            Failure::Timeout => "timeout",
+            Failure::Io => "io",
+        }
+    }
+}
+
 /// Counters and histograms shared by a load's scheduler and its requests.
 #[derive(Debug)]
 pub(crate) struct Shared {
@@ -49,6 +60,8 @@ struct Detail {
     uncorrected: Histogram<u64>,
     status: BTreeMap<u16, u64>,
     failures: BTreeMap<Failure, u64>,
+    /// The errors the system gave, by failure and message.
+    causes: BTreeMap<String, u64>,
     /// Per second of the load (at most [`TICKS`]): what was sent, answered
     /// or failed then, and the corrected latency of requests due then.
     ticks: Vec<TickAcc>,
@@ -120,6 +133,7 @@ impl Shared {
                 uncorrected: histogram(),
                 status: BTreeMap::new(),
                 failures: BTreeMap::new(),
+                causes: BTreeMap::new(),
                 ticks: Vec::new(),
             }),
         }
@@ -171,6 +185,14 @@ impl Shared {
         if let Some(t) = d.tick(at) {
             t.failed += 1;
         }
+    }
+
+    /// The error behind a failure (counted by [`Shared::fail`]), so a
+    /// report says why: `connect: Connection refused (os error 111)`.
+    pub fn cause(&self, why: Failure, e: &std::io::Error) {
+        let key = format!("{}: {e}", why.name());
+        let mut d = self.detail.lock().expect("load stats lock");
+        *d.causes.entry(key).or_default() += 1;
     }
 
     /// A request sent `lag` past its due time with a slot free.
@@ -240,6 +262,7 @@ impl Shared {
             connections: self.connections.load(Ordering::Relaxed),
             status_codes: d.status.clone(),
             failures: d.failures.clone(),
+            causes: d.causes.clone(),
             latency_ms: LatencyMs {
                 corrected: Percentiles::of(&d.corrected),
                 uncorrected: Percentiles::of(&d.uncorrected),
@@ -336,6 +359,9 @@ pub struct LoadSummary {
     pub status_codes: BTreeMap<u16, u64>,
     /// Requests that got no answer, by cause.
     pub failures: BTreeMap<Failure, u64>,
+    /// The errors behind failures, by failure and the system's message.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub causes: BTreeMap<String, u64>,
     /// Latency percentiles, in milliseconds.
     pub latency_ms: LatencyMs,
     /// Second by second.
@@ -352,10 +378,15 @@ impl LoadSummary {
             .map(|(c, n)| format!("{c}×{n}"))
             .chain(self.failures.iter().map(|(f, n)| format!("{f:?}×{n}")))
             .collect();
+        let causes: String = self
+            .causes
+            .iter()
+            .map(|(c, n)| format!("; {c} ×{n}"))
+            .collect();
         let c = &self.latency_ms.corrected;
         let u = &self.latency_ms.uncorrected;
         format!(
-            "{} requests at {:.1}/s of {:.1}/s asked ({} late, {} dropped, {} unfinished) [{}]; latency p50 {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} ms (uncorrected p99 {:.1} ms)",
+            "{} requests at {:.1}/s of {:.1}/s asked ({} late, {} dropped, {} unfinished) [{}]; latency p50 {:.1} / p90 {:.1} / p99 {:.1} / max {:.1} ms (uncorrected p99 {:.1} ms){}",
             self.requests,
             self.achieved_rate,
             self.requested_rate,
@@ -367,7 +398,8 @@ impl LoadSummary {
             c.p90,
             c.p99,
             c.max,
-            u.p99
+            u.p99,
+            causes
         )
     }
 }
