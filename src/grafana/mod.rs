@@ -248,6 +248,7 @@ pub fn targets(dashboard: &Value) -> Vec<Target> {
         let Some(ts) = p.get("targets").and_then(Value::as_array) else {
             continue;
         };
+        let ref_ids = ref_ids(ts);
         for (ti, t) in ts.iter().enumerate() {
             let Some(expr) = t.get("expr").and_then(Value::as_str) else {
                 continue;
@@ -260,11 +261,7 @@ pub fn targets(dashboard: &Value) -> Vec<Target> {
                     .unwrap_or("")
                     .to_string(),
                 panel_id: p.get("id").and_then(Value::as_i64),
-                ref_id: t
-                    .get("refId")
-                    .and_then(Value::as_str)
-                    .unwrap_or("A")
-                    .to_string(),
+                ref_id: ref_ids[ti].clone(),
                 expr: expr.to_string(),
                 datasource: t
                     .get("datasource")
@@ -290,6 +287,42 @@ pub fn targets(dashboard: &Value) -> Vec<Target> {
         }
     }
     out
+}
+
+/// Each target's refId; one without takes the first letter no other target
+/// of the panel has, as Grafana gives it when it loads the panel
+/// (`PanelModel.ensureQueryIds` → `getNextRefId`: A…Z, then AA, AB…).
+fn ref_ids(targets: &[Value]) -> Vec<String> {
+    let mut taken: Vec<String> = targets
+        .iter()
+        .filter_map(|t| t.get("refId").and_then(Value::as_str))
+        .filter(|r| !r.is_empty())
+        .map(String::from)
+        .collect();
+    let letters = |mut n: usize| {
+        let mut s = String::new();
+        loop {
+            s.insert(0, (b'A' + (n % 26) as u8) as char);
+            if n < 26 {
+                return s;
+            }
+            n = n / 26 - 1;
+        }
+    };
+    targets
+        .iter()
+        .map(|t| match t.get("refId").and_then(Value::as_str) {
+            Some(r) if !r.is_empty() => r.to_string(),
+            _ => {
+                let id = (0..)
+                    .map(letters)
+                    .find(|l| !taken.contains(l))
+                    .expect("a free letter");
+                taken.push(id.clone());
+                id
+            }
+        })
+        .collect()
 }
 
 /// A value as a regex, as Grafana's `regex` format writes it (kbn's
@@ -569,6 +602,22 @@ pub fn interpolate_as(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn targets_without_ref_ids_get_the_free_letters() {
+        let t = |r: Option<&str>| match r {
+            Some(r) => serde_json::json!({"refId": r, "expr": "up"}),
+            None => serde_json::json!({"expr": "up"}),
+        };
+        let ids = super::ref_ids(&[t(None), t(Some("A")), t(None), t(Some("")), t(Some("C"))]);
+        assert_eq!(ids, ["B", "A", "D", "E", "C"]);
+        let many: Vec<_> = (0..28).map(|_| t(None)).collect();
+        let ids = super::ref_ids(&many);
+        assert_eq!(
+            (ids[25].as_str(), ids[26].as_str(), ids[27].as_str()),
+            ("Z", "AA", "AB")
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
