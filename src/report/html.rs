@@ -42,7 +42,8 @@ struct CardView {
     kind: &'static str,
     colour: String,
     title: String,
-    lines: Vec<String>,
+    /// The text as Teams draws it: Markdown (both card kinds take it).
+    body: String,
     when: String,
     refused: Option<String>,
 }
@@ -60,6 +61,24 @@ fn accent(colour: &str) -> String {
     }
 }
 
+/// A card's text as HTML, rendered as Teams renders a MessageCard's
+/// `text` or an Adaptive Card's TextBlock: Markdown, each line break kept.
+/// Raw HTML in it (an annotation's) is shown as text, and a link as its
+/// text alone: the report fetches and opens nothing.
+fn markdown(text: &str) -> String {
+    use pulldown_cmark::{Event, Parser, Tag, TagEnd};
+    let events = Parser::new(text).filter_map(|e| match e {
+        Event::Html(h) | Event::InlineHtml(h) => Some(Event::Text(h)),
+        Event::SoftBreak => Some(Event::HardBreak),
+        Event::Start(Tag::Link { .. } | Tag::Image { .. })
+        | Event::End(TagEnd::Link | TagEnd::Image) => None,
+        e => Some(e),
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
+}
+
 fn card(r: &DrillReport, d: &crate::observe::Delivery) -> CardView {
     use crate::observe::CardFormat;
     let start = r.breakdowns.iter().filter_map(|b| b.fault_at).min();
@@ -71,12 +90,7 @@ fn card(r: &DrillReport, d: &crate::observe::Delivery) -> CardView {
         },
         colour: accent(&d.colour),
         title: d.title.clone(),
-        lines: d
-            .text
-            .lines()
-            .map(str::to_string)
-            .filter(|l| !l.is_empty())
-            .collect(),
+        body: markdown(&d.text),
         when: match start.and_then(|s| (d.received_at - s).to_std().ok()) {
             Some(t) => format!("{:.1}s after the fault", t.as_secs_f64()),
             None => d.received_at.format("%H:%M:%S%.3f").to_string(),
@@ -472,7 +486,7 @@ mod tests {
             status: crate::observe::CardStatus::Firing,
             alertnames: vec!["BackendDown".into()],
             error: None,
-            text: "Backend <b>down</b>\nseverity = critical".into(),
+            text: "# Alerts Firing\nBackend <b>down</b>\n- severity = critical\n[runbook](http://runbooks/x)".into(),
             colour: "8C1A1A".into(),
         });
         r.verdict = r.judge();
@@ -496,8 +510,15 @@ mod tests {
             page.contains("MessageCard, 13.1s after the fault"),
             "{page}"
         );
+        // Its Markdown drawn, its HTML shown as text, its link as text.
+        assert!(page.contains("<h1>Alerts Firing</h1>"), "{page}");
         assert!(
-            page.contains("<div>Backend &lt;b&gt;down&lt;&#x2f;b&gt;</div>"),
+            page.contains("<p>Backend &lt;b&gt;down&lt;/b&gt;</p>"),
+            "{page}"
+        );
+        assert!(page.contains("<li>severity = critical"), "{page}");
+        assert!(
+            page.contains("runbook") && !page.contains("runbooks/x"),
             "{page}"
         );
         assert_eq!(page.matches("<svg").count(), 1);
