@@ -221,14 +221,19 @@ impl Engine {
             timeout: plan.timeout,
             max_requests: plan.max_requests.unwrap_or(u64::MAX),
         };
+        let max_requests = limits.max_requests;
         let (stop, stopped) = watch::channel(false);
-        let task = self.runtime.spawn(drive(schedule, pool, limits, stopped));
+        let task = self
+            .runtime
+            .spawn(drive(schedule.clone(), pool, limits, stopped));
         let mut running = self.running.lock().expect("engine lock");
         running.retain(|h| !h.is_finished());
         running.push(task.abort_handle());
         Ok(Load {
             plan,
             shared,
+            schedule,
+            max_requests,
             requested,
             stop,
             task: Some(task),
@@ -254,6 +259,8 @@ pub struct Load {
     /// What the load sends, where, and when.
     pub plan: Plan,
     shared: Arc<Shared>,
+    schedule: Schedule,
+    max_requests: u64,
     requested: f64,
     stop: watch::Sender<bool>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -279,7 +286,21 @@ impl Load {
 
     /// The figures so far, while it runs.
     pub fn snapshot(&self) -> LoadSummary {
-        self.shared.summary(self.requested)
+        self.summary()
+    }
+
+    /// The figures, each second with what the schedule asked in it.
+    fn summary(&self) -> LoadSummary {
+        let mut s = self.shared.summary(self.requested);
+        let due = |k: u32| {
+            self.schedule
+                .due_by(Duration::from_secs(u64::from(k)))
+                .min(self.max_requests as f64)
+        };
+        for t in &mut s.timeline {
+            t.asked = due(t.second + 1) - due(t.second);
+        }
+        s
     }
 
     /// Stops issuing now; requests still in flight are abandoned (counted
@@ -289,7 +310,7 @@ impl Load {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        self.shared.summary(self.requested)
+        self.summary()
     }
 
     /// Waits for the schedule to end and every answer to come back (each
@@ -298,7 +319,7 @@ impl Load {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        self.shared.summary(self.requested)
+        self.summary()
     }
 }
 
@@ -666,6 +687,30 @@ mod tests {
         // Each says why, in the system's words.
         assert_eq!(s.causes.values().sum::<u64>(), 10, "{s:?}");
         assert!(s.causes.keys().all(|c| c.starts_with("connect: ")), "{s:?}");
+    }
+
+    /// Each second of the timeline says what the schedule asked in it: a
+    /// ramp's climb, not its mean.
+    #[tokio::test]
+    async fn the_timeline_asks_what_the_shape_asks() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        drop(l);
+        let mut plan = Plan::constant(&url, "/", 10.0, Duration::from_secs(3));
+        plan.shape = Shape::Ramp {
+            from: 10.0,
+            to: 40.0,
+            over: Duration::from_secs(3),
+        };
+        let s = Engine::new().start(plan).await.unwrap().finish().await;
+        let asked: Vec<f64> = s.timeline.iter().map(|t| t.asked).collect();
+        // 10→20, 20→30, 30→40 per second: their means; nothing after (a
+        // failure counted a moment past the end lands in a fourth second).
+        assert!(asked.len() >= 3, "{s:?}");
+        for (a, want) in asked.iter().zip([15.0, 25.0, 35.0, 0.0, 0.0]) {
+            assert!((a - want).abs() < 1e-6, "{asked:?}");
+        }
+        assert_eq!(s.requests, 75, "{s:?}");
     }
 
     #[tokio::test]

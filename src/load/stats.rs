@@ -97,6 +97,9 @@ impl Detail {
 pub struct Tick {
     /// Seconds from the load's start.
     pub second: u32,
+    /// Requests the schedule made due in that second (what was asked).
+    #[serde(default)]
+    pub asked: f64,
     /// Requests sent in that second.
     pub sent: u64,
     /// Answers that came back in it (any status).
@@ -279,6 +282,7 @@ impl Shared {
                     };
                     Tick {
                         second: i as u32,
+                        asked: 0.0,
                         sent: t.sent,
                         answered: t.answered,
                         failed: t.failed,

@@ -185,10 +185,7 @@ fn load_view(l: &LoadReport) -> (String, String, Vec<String>) {
     let x = |f: fn(&crate::load::Tick) -> f64| -> Vec<(f64, f64)> {
         t.iter().map(|k| (f64::from(k.second), f(k))).collect()
     };
-    let asked = t
-        .iter()
-        .map(|k| (f64::from(k.second), l.summary.requested_rate))
-        .collect();
+
     let charts = if t.is_empty() {
         vec![]
     } else {
@@ -196,7 +193,7 @@ fn load_view(l: &LoadReport) -> (String, String, Vec<String>) {
             series_chart(
                 "requests per second",
                 &[
-                    ("asked (mean)", asked),
+                    ("asked", x(|k| k.asked)),
                     ("sent", x(|k| k.sent as f64)),
                     ("answered", x(|k| k.answered as f64)),
                     ("no answer", x(|k| k.failed as f64)),
