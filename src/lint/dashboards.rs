@@ -80,11 +80,9 @@ pub struct StackContext<'a> {
     pub catalog: &'a Catalog,
 }
 
-impl StackContext<'_> {
-    /// Whether a datasource of plugin type `t` is provisioned.
-    fn has_type(&self, t: &str) -> bool {
-        self.datasources.iter().any(|d| d.type_ == t)
-    }
+/// Whether a datasource of plugin type `t` is provisioned.
+fn has_type(datasources: &[Datasource], t: &str) -> bool {
+    datasources.iter().any(|d| d.type_ == t)
 }
 
 /// Lints every Grafana service of a stack: datasources, providers and every dashboard they load.
@@ -140,6 +138,20 @@ pub fn lint_stack_dashboards(stack: &Stack, catalog: &Catalog) -> Report {
     r
 }
 
+/// Every datasource the stack's Grafana services provision (a file that
+/// does not parse adds none: `lint` reports it).
+pub fn stack_datasources(stack: &Stack) -> Vec<Datasource> {
+    let mut r = Report::default();
+    stack
+        .doc
+        .services
+        .values()
+        .filter(|s| s.kind == Kind::Grafana)
+        .filter_map(|s| s.provisioning.as_ref())
+        .flat_map(|p| provisioned_datasources(&stack.source.relative(p), &mut r))
+        .collect()
+}
+
 /// The datasources of a provisioning folder's `datasources/` files.
 fn provisioned_datasources(prov: &Path, r: &mut Report) -> Vec<Datasource> {
     let mut out = Vec::new();
@@ -192,7 +204,7 @@ fn provided_dashboards(
 
 /// A panel's datasource reference, resolved against the provisioned ones.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Resolved {
+pub enum Resolved {
     /// A provisioned datasource of this plugin type.
     Type(String),
     /// Grafana's own (`-- Grafana --`, `-- Mixed --`, ...): nothing to query.
@@ -202,40 +214,40 @@ enum Resolved {
 }
 
 /// A datasource reference resolved to its type, or why it does not resolve.
-fn resolve(
+pub fn resolve(
     ds: Option<&Value>,
-    ctx: &StackContext,
+    datasources: &[Datasource],
     dashboard: &Value,
     vars: &[grafana::Variable],
 ) -> Resolved {
     let built_in = |s: &str| s.starts_with("-- ") || s == "grafana";
     match ds {
-        None => default_datasource(ctx),
+        None => default_datasource(datasources),
         Some(Value::String(s)) if built_in(s) => Resolved::BuiltIn,
-        Some(Value::String(s)) if s.starts_with('$') => indirect(s, ctx, dashboard, vars),
-        Some(Value::String(s)) => match ctx.datasources.iter().find(|d| &d.name == s) {
+        Some(Value::String(s)) if s.starts_with('$') => indirect(s, datasources, dashboard, vars),
+        Some(Value::String(s)) => match datasources.iter().find(|d| &d.name == s) {
             Some(d) => Resolved::Type(d.type_.clone()),
             None => Resolved::Unresolved(format!("no provisioned datasource is named `{s}`")),
         },
         Some(obj) => match obj.get("uid").and_then(Value::as_str) {
             Some(u) if built_in(u) => Resolved::BuiltIn,
-            Some(u) if u.starts_with('$') => indirect(u, ctx, dashboard, vars),
-            Some(u) => by_uid(u, ctx),
+            Some(u) if u.starts_with('$') => indirect(u, datasources, dashboard, vars),
+            Some(u) => by_uid(u, datasources),
             None => match obj.get("type").and_then(Value::as_str) {
-                Some(t) if ctx.has_type(t) => Resolved::Type(t.to_string()),
+                Some(t) if has_type(datasources, t) => Resolved::Type(t.to_string()),
                 Some(t) => Resolved::Unresolved(format!("no {t} datasource is provisioned")),
-                None => default_datasource(ctx),
+                None => default_datasource(datasources),
             },
         },
     }
 }
 
 /// A panel that names no datasource gets the default one (or the only one).
-fn default_datasource(ctx: &StackContext) -> Resolved {
-    let only = (ctx.datasources.len() == 1)
-        .then(|| ctx.datasources.first())
+fn default_datasource(datasources: &[Datasource]) -> Resolved {
+    let only = (datasources.len() == 1)
+        .then(|| datasources.first())
         .flatten();
-    match ctx.datasources.iter().find(|d| d.is_default).or(only) {
+    match datasources.iter().find(|d| d.is_default).or(only) {
         Some(d) => Resolved::Type(d.type_.clone()),
         None => Resolved::Unresolved(
             "the panel names no datasource and none is provisioned as default".into(),
@@ -243,12 +255,11 @@ fn default_datasource(ctx: &StackContext) -> Resolved {
     }
 }
 
-fn by_uid(u: &str, ctx: &StackContext) -> Resolved {
-    match ctx.datasources.iter().find(|d| d.uid.as_deref() == Some(u)) {
+fn by_uid(u: &str, datasources: &[Datasource]) -> Resolved {
+    match datasources.iter().find(|d| d.uid.as_deref() == Some(u)) {
         Some(d) => Resolved::Type(d.type_.clone()),
         None => {
-            let uids: Vec<&str> = ctx
-                .datasources
+            let uids: Vec<&str> = datasources
                 .iter()
                 .filter_map(|d| d.uid.as_deref())
                 .collect();
@@ -264,7 +275,7 @@ fn by_uid(u: &str, ctx: &StackContext) -> Resolved {
 /// type) or an `__inputs` entry of an exported dashboard.
 fn indirect(
     r: &str,
-    ctx: &StackContext,
+    datasources: &[Datasource],
     dashboard: &Value,
     vars: &[grafana::Variable],
 ) -> Resolved {
@@ -282,7 +293,7 @@ fn indirect(
             })
             .and_then(|x| x.get("query").and_then(Value::as_str))
             .unwrap_or("prometheus");
-        return if ctx.has_type(t) {
+        return if has_type(datasources, t) {
             Resolved::Type(t.to_string())
         } else {
             Resolved::Unresolved(format!(
@@ -301,7 +312,7 @@ fn indirect(
         .and_then(|i| i.get("pluginId"))
         .and_then(Value::as_str)
     {
-        Some(t) if ctx.has_type(t) => Resolved::Type(t.to_string()),
+        Some(t) if has_type(datasources, t) => Resolved::Type(t.to_string()),
         Some(t) => Resolved::Unresolved(format!(
             "input `{name}` needs a {t} datasource, none is provisioned"
         )),
@@ -340,7 +351,7 @@ pub fn lint_file(path: &Path, ctx: Option<&StackContext>) -> Report {
                 let m = format!("panel `{}` ({}): {e}", t.panel_title, t.ref_id);
                 Finding::at("datasource", Severity::Error, &src, &t.path, m)
             };
-            match resolve(t.datasource.as_ref(), ctx, &dashboard, &vars) {
+            match resolve(t.datasource.as_ref(), ctx.datasources, &dashboard, &vars) {
                 Resolved::Type(kind) if kind == "prometheus" => {}
                 Resolved::Type(_) | Resolved::BuiltIn => continue,
                 Resolved::Unresolved(e) => {

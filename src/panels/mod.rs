@@ -188,17 +188,58 @@ pub fn needs_absent(
     )
 }
 
+/// One panel target as the drill runs it.
+struct Query {
+    /// The dashboard's file name.
+    dashboard: String,
+    target: grafana::Target,
+    /// The variables it was interpolated with (`job=backend,…`).
+    label: String,
+    /// The PromQL sent.
+    query: String,
+    /// Why it is not sent to Prometheus: its datasource is another kind,
+    /// Grafana's own, or none Grafana has.
+    not_run: Option<Verdict>,
+}
+
+/// A target whose datasource is not the stack's Prometheus, as Grafana
+/// resolves it (name, uid, `$variable`, `${DS_…}` input, or the default),
+/// with what the drill says of it instead. A stack that provisions no
+/// datasource has only Prometheus to ask.
+fn not_prometheus(
+    t: &grafana::Target,
+    datasources: &[crate::lint::dashboards::Datasource],
+    dashboard: &serde_json::Value,
+    vars: &[grafana::Variable],
+) -> Option<Verdict> {
+    use crate::lint::dashboards::{resolve, Resolved};
+    if datasources.is_empty() {
+        return None;
+    }
+    match resolve(t.datasource.as_ref(), datasources, dashboard, vars) {
+        Resolved::Type(kind) if kind == "prometheus" => None,
+        Resolved::Type(kind) => Some(Verdict::Skipped {
+            reason: format!("a {kind} datasource: firedrill runs Prometheus queries"),
+        }),
+        Resolved::BuiltIn => Some(Verdict::Skipped {
+            reason: "Grafana's own datasource: nothing to query".into(),
+        }),
+        Resolved::Unresolved(message) => Some(Verdict::Error { message }),
+    }
+}
+
 /// Every panel query of the stack as it runs at `time_scale` over a range:
 /// interpolated as Grafana would on the unscaled stack (range and scrape
 /// interval ÷ the scale), then every duration in it ×the scale, as the
-/// stack's own rules are. (dashboard, panel, ref, variables, query) each.
+/// stack's own rules are.
 fn queries(
     stack: &Stack,
     time: &TimeContext,
     time_scale: f64,
     resolved: &BTreeMap<std::path::PathBuf, Vec<grafana::Variable>>,
-) -> Result<Vec<(String, grafana::Target, String, String)>> {
+) -> Result<Vec<Query>> {
     let mut out = Vec::new();
+    let datasources = crate::lint::dashboards::stack_datasources(stack);
     for file in dashboard_files(stack) {
         let dashboard: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&file).map_err(Error::io(&file))?)?;
@@ -212,6 +253,7 @@ fn queries(
         };
         for set in variable_sets(&vars) {
             for t in grafana::targets(&dashboard).into_iter().filter(|t| !t.hide) {
+                let not_run = not_prometheus(&t, &datasources, &dashboard, &vars);
                 for set in repeated(&set, t.repeat.as_deref()) {
                     let label = set
                         .iter()
@@ -225,7 +267,13 @@ fn queries(
                     let query = grafana::interpolate(&t.expr, &set, &time, t.interval.as_deref());
                     // A query that does not parse keeps its text: the check reports it.
                     let query = crate::promql::scale_expr(&query, time_scale).unwrap_or(query);
-                    out.push((name.clone(), t.clone(), label, query));
+                    out.push(Query {
+                        dashboard: name.clone(),
+                        target: t.clone(),
+                        label,
+                        query,
+                        not_run: not_run.clone(),
+                    });
                 }
             }
         }
@@ -282,7 +330,16 @@ pub fn widest_window(
     let range = scrape * 1000;
     let mut widest: Option<(String, Duration)> = None;
     let time = time_context(range, scrape, time_scale);
-    for (_, t, _, q) in queries(stack, &time, time_scale, &BTreeMap::new())? {
+    for Query {
+        target: t,
+        query: q,
+        not_run,
+        ..
+    } in queries(stack, &time, time_scale, &BTreeMap::new())?
+    {
+        if not_run.is_some() {
+            continue;
+        }
         let Ok(w) = crate::promql::max_lookback(&q) else {
             continue;
         };
@@ -343,12 +400,23 @@ pub async fn check(
     let time = time_context(range, scrape, time_scale);
     let resolved = resolve_all(stack, prom, (start, end), &time, time_scale).await?;
     let mut out = Vec::new();
-    for (name, t, label, query) in queries(stack, &time, time_scale, &resolved)? {
+    for q in queries(stack, &time, time_scale, &resolved)? {
+        let Query {
+            dashboard: name,
+            target: t,
+            label,
+            query,
+            not_run,
+        } = q;
         let mut drawn = Vec::new();
-        let verdict = match promql_parser::parser::parse(&query) {
-            Err(e) => Verdict::Error {
+        let parsed = match not_run {
+            Some(v) => Err(v),
+            None => promql_parser::parser::parse(&query).map_err(|e| Verdict::Error {
                 message: format!("invalid PromQL: {e}"),
-            },
+            }),
+        };
+        let verdict = match parsed {
+            Err(v) => v,
             Ok(ast) => match skipped(&ast, &catalog, &absent_jobs) {
                 Some(reason) => Verdict::Skipped { reason },
                 None => match prom.query_range(&query, start, end, step).await {
@@ -374,10 +442,10 @@ pub async fn check(
             },
         };
         out.push(PanelCheck {
-            dashboard: name.clone(),
-            panel: t.panel_title.clone(),
-            ref_id: t.ref_id.clone(),
-            variables: label.clone(),
+            dashboard: name,
+            panel: t.panel_title,
+            ref_id: t.ref_id,
+            variables: label,
             query,
             verdict,
             lines: drawn,
@@ -409,6 +477,50 @@ fn skipped(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only Prometheus targets are run: one on Loki is skipped, one on a
+    /// datasource Grafana lacks is an error, wherever it is named (by uid,
+    /// by name, through a datasource variable or an `__inputs` entry).
+    #[test]
+    fn a_target_runs_only_on_prometheus() {
+        let datasources: Vec<crate::lint::dashboards::Datasource> = serde_yaml_ng::from_str(
+            "- {name: Prometheus, uid: prom, type: prometheus, isDefault: true}\n- {name: Logs, uid: logs, type: loki}\n",
+        )
+        .unwrap();
+        let dashboard = serde_json::json!({
+            "__inputs": [{"name": "DS_LOKI", "pluginId": "loki"}],
+            "templating": {"list": [{"name": "ds", "type": "datasource", "query": "prometheus"}]},
+            "panels": [{"title": "p", "targets": [
+                {"expr": "up"},
+                {"expr": "up", "datasource": {"uid": "prom"}},
+                {"expr": "up", "datasource": {"type": "prometheus", "uid": "$ds"}},
+                {"expr": "{job=\"x\"}", "datasource": {"uid": "logs"}},
+                {"expr": "{job=\"x\"}", "datasource": "${DS_LOKI}"},
+                {"expr": "up", "datasource": "Logs"},
+                {"expr": "up", "datasource": {"uid": "gone"}},
+                {"expr": "up", "datasource": {"type": "datasource", "uid": "-- Dashboard --"}}
+            ]}]
+        });
+        let vars = grafana::variables(&dashboard);
+        let verdicts: Vec<_> = grafana::targets(&dashboard)
+            .iter()
+            .map(
+                |t| match not_prometheus(t, &datasources, &dashboard, &vars) {
+                    None => "run",
+                    Some(Verdict::Skipped { .. }) => "skipped",
+                    Some(Verdict::Error { .. }) => "error",
+                    Some(_) => "?",
+                },
+            )
+            .collect();
+        assert_eq!(
+            verdicts,
+            ["run", "run", "run", "skipped", "skipped", "skipped", "error", "skipped"]
+        );
+        // No provisioned datasource: Prometheus is all there is to ask.
+        let t = &grafana::targets(&dashboard)[3];
+        assert_eq!(not_prometheus(t, &[], &dashboard, &vars), None);
+    }
 
     /// A panel repeated by a variable is checked once per value Grafana
     /// draws it for: each selected one, every option when All is selected.
