@@ -41,9 +41,14 @@ fn serve(profile: &str) -> Served {
         child,
         url: format!("http://127.0.0.1:{port}"),
     };
+    // Ready when the fixture itself answers over HTTP: a bare connect could
+    // reach something else that took the port meanwhile, or the probe's own
+    // socket (a TCP self-connect to a port nothing listens on yet).
     let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the fixture did not listen");
+    while !try_get(&served.url, "/metrics")
+        .is_some_and(|r| r.contains("process_start_time_seconds"))
+    {
+        assert!(Instant::now() < deadline, "the fixture did not answer");
         std::thread::sleep(Duration::from_millis(50));
     }
     served
@@ -51,13 +56,17 @@ fn serve(profile: &str) -> Served {
 
 /// A plain HTTP/1.0 GET (the body, headers and all).
 fn get(url: &str, path: &str) -> String {
+    try_get(url, path).expect("the fixture answers")
+}
+
+fn try_get(url: &str, path: &str) -> Option<String> {
     use std::io::{Read, Write};
     let addr = url.trim_start_matches("http://");
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
     let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
 }
 
 #[test]
