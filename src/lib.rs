@@ -75,6 +75,7 @@
 #![allow(clippy::result_large_err)]
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod chaos;
 pub mod components;
 pub mod coverage;

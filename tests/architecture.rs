@@ -23,6 +23,8 @@ const RANKS: &[(&str, u32)] = &[
     // Input: models and located validation.
     ("spec", 3),
     ("render", 4),
+    // Capacity: the load engine stepped against an SLO.
+    ("bench", 4),
     ("lint", 4),
     ("images", 5),
     ("stack", 6),

@@ -7,6 +7,7 @@
 //! inconclusive (a precondition could not be established), 4 one was flaky
 //! (passed only on a retry; 0 with `--flaky-ok`), 130 interrupted.
 
+mod bench;
 mod check;
 mod coverage;
 mod down;
@@ -123,6 +124,9 @@ pub(crate) enum Command {
     /// Open-model HTTP load on a URL of this machine: requests at exact
     /// arrival times, latency corrected for coordinated omission.
     Load(load::LoadArgs),
+    /// The knee of a URL of this machine: the highest arrival rate that
+    /// holds an SLO, found by stepping and narrowing the rate.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the command line; the process's exit status.
@@ -170,6 +174,7 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
         }
         Command::Gpu(args) => gpu::run(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Bench(args) => bench::run(args).await,
     }
 }
 

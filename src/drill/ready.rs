@@ -172,7 +172,7 @@ impl Drill<'_> {
         let eval = self.eff.prometheus.config.evaluation_interval();
         let slowest = fresh
             .iter()
-            .map(|&i| self.loads[i].route.latency.p99.0)
+            .map(|&i| self.loads[i].route.latency.p99())
             .max()
             .unwrap_or_default();
         let bound = 2 * slowest + 2 * BASE_SLACK + eval;

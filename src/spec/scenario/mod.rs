@@ -165,6 +165,11 @@ pub struct FixtureSet {
     /// as it has inodes for). Undone by a reset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_files: Option<u64>,
+    /// Workers of the routes with a `capacity` (of `route` alone, if
+    /// given): a capacity regression. A worker busy when they are cut
+    /// finishes its request first. Undone by a reset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u32>,
 }
 
 /// How long each start of a crash loop lives before it exits again: long
