@@ -134,3 +134,66 @@ fn load_goes_to_this_machine_only_and_within_bounds() {
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
 }
+
+/// `firedrill bench` on a one-worker route with no queue: at 2/s a request
+/// never finds the worker busy, at 200/s most are shed (503), so the SLO on
+/// errors holds at the first rate and breaks at the second whatever the
+/// machine's speed. The knee and each step are in the JSON; a gate above
+/// the knee fails the run.
+#[test]
+fn bench_finds_the_knee_and_gates_on_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let profile = dir.path().join("one-worker.yaml");
+    std::fs::write(
+        &profile,
+        "name: one-worker\nport: 8000\nmetrics_path: /metrics\nfamilies:\n  - {name: process_start_time_seconds, type: gauge, help: Start time., source: process_start_time_seconds}\nroutes:\n  - {method: GET, path: /work, latency: {exponential: 20ms}, capacity: {workers: 1, queue: 0}}\n",
+    )
+    .unwrap();
+    let fx = serve(profile.to_str().unwrap());
+    let json = dir.path().join("bench.json");
+    let out = firedrill()
+        .arg("bench")
+        .arg(format!("{}/work", fx.url))
+        .args([
+            "--slo",
+            "errors=10%",
+            "--from",
+            "2",
+            "--to",
+            "200",
+            "--steps",
+            "2",
+        ])
+        .args([
+            "--refine",
+            "0",
+            "--step",
+            "2s",
+            "--at-least",
+            "50",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("the knee is below 50.0/s"), "{stdout}");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["knee_rps"], 2.0, "{v:#}");
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2, "{v:#}");
+    assert_eq!(steps[0]["requested_rps"], 2.0, "{v:#}");
+    assert_eq!(steps[0]["holds"], true, "{v:#}");
+    assert_eq!(steps[0]["error_ratio"], 0.0, "{v:#}");
+    assert_eq!(steps[1]["holds"], false, "{v:#}");
+    assert!(steps[1]["error_ratio"].as_f64().unwrap() > 0.5, "{v:#}");
+    for k in ["achieved_rps", "p99_ms"] {
+        assert!(steps[1][k].as_f64().unwrap() > 0.0, "{k}: {v:#}");
+    }
+}
