@@ -439,3 +439,24 @@ fn logs_have_no_colour_codes_off_a_terminal() {
     assert!(err.contains("DEBUG"), "no log to look at: {err}");
     assert!(!err.contains('\u{1b}'), "colour codes in a log: {err:?}");
 }
+
+/// Cutting workers needs a route with a capacity, and a count in bounds;
+/// each refusal names the line.
+#[test]
+fn workers_chaos_needs_a_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = steps_error(
+        dir.path(),
+        "stack/stack.yaml",
+        "  - chaos: {fixture: backend, set: {workers: 2}}\n  - chaos: {fixture: backend, set: {workers: 0, route: /api/health}}\n",
+    );
+    assert!(
+        e.contains("s.yaml:4:")
+            && e.contains("no route of profile `backend` it applies to has a `capacity`"),
+        "{e}"
+    );
+    assert!(
+        e.contains("s.yaml:5:") && e.contains("workers is between 1 and 4096"),
+        "{e}"
+    );
+}
