@@ -146,7 +146,7 @@ fn bench_finds_the_knee_and_gates_on_it() {
     let profile = dir.path().join("one-worker.yaml");
     std::fs::write(
         &profile,
-        "name: one-worker\nport: 8000\nmetrics_path: /metrics\nfamilies:\n  - {name: process_start_time_seconds, type: gauge, help: Start time., source: process_start_time_seconds}\nroutes:\n  - {method: GET, path: /work, latency: {exponential: 20ms}, capacity: {workers: 1, queue: 0}}\n",
+        "name: one-worker\nport: 8000\nmetrics_path: /metrics\nfamilies:\n  - {name: process_start_time_seconds, type: gauge, help: Start time., source: process_start_time_seconds}\n  - {name: http_request_duration_seconds, type: histogram, help: Duration., labels: [route, status_code], buckets: [0.005, 0.01, 0.025, 0.05, 0.1], source: request_duration}\nroutes:\n  - {method: GET, path: /work, latency: {exponential: 20ms}, capacity: {workers: 1, queue: 0}}\n",
     )
     .unwrap();
     let fx = serve(profile.to_str().unwrap());
@@ -174,6 +174,9 @@ fn bench_finds_the_knee_and_gates_on_it() {
             "--json",
         ])
         .arg(&json)
+        .arg("--metrics")
+        .arg(format!("{}/metrics", fx.url))
+        .args(["--match", "route=/work"])
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -196,4 +199,20 @@ fn bench_finds_the_knee_and_gates_on_it() {
     for k in ["achieved_rps", "p99_ms"] {
         assert!(steps[1][k].as_f64().unwrap() > 0.0, "{k}: {v:#}");
     }
+    // Dashboard truth: the service's own histogram over each step, each
+    // quantile interpolated inside the bucket it names, against the client.
+    for step in steps {
+        let truth = step["truth"].as_array().expect("truth per step");
+        assert_eq!(truth.len(), 3, "{v:#}");
+        for t in truth {
+            let (lo, hi) = (t["bucket"][0].as_f64().unwrap(), t["bucket"][1].as_f64());
+            let ms = t["dashboard_ms"].as_f64().unwrap();
+            assert!(t["client_ms"].as_f64().unwrap() > 0.0, "{t}");
+            assert!(
+                ms >= lo * 1000.0 && hi.is_none_or(|hi| ms <= hi * 1000.0),
+                "{t}"
+            );
+        }
+    }
+    assert!(stdout.contains("p95 dashboard"), "{stdout}");
 }

@@ -1,6 +1,6 @@
 //! `firedrill bench`: the knee of one URL of this machine at an SLO.
 
-use firedrill::bench::{self, BenchPlan, Slo};
+use firedrill::bench::{self, BenchPlan, HistogramSource, Slo};
 use firedrill::spec::{parse_rate, Dur};
 use firedrill::{load, Error, Result};
 use std::path::PathBuf;
@@ -43,6 +43,18 @@ pub(crate) struct BenchArgs {
     /// Fail (exit 1) when the knee is below this rate: a capacity gate.
     #[arg(long)]
     at_least: Option<String>,
+    /// The service's exposition (http://127.0.0.1:PORT/metrics): its
+    /// latency histogram is read around each step and its quantiles set
+    /// against the client's (dashboard truth).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// The histogram family read from --metrics.
+    #[arg(long, default_value = "http_request_duration_seconds")]
+    histogram: String,
+    /// Only its series with this label (`route=/work`), repeatable. The
+    /// client's side counts every answer, so match the route, not a status.
+    #[arg(long = "match")]
+    matchers: Vec<String>,
     /// Write the report as JSON (`knee_rps`, `knee`, `steps`).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -64,6 +76,24 @@ pub(crate) async fn run(a: BenchArgs) -> Result<i32> {
         step_duration: dur(&a.step_duration)?,
         repeat: a.repeat,
         timeout: dur(&a.timeout)?,
+        histogram: match &a.metrics {
+            Some(url) => Some(HistogramSource {
+                metrics_url: url.clone(),
+                family: a.histogram.clone(),
+                matchers: a
+                    .matchers
+                    .iter()
+                    .map(|m| {
+                        m.split_once('=')
+                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                            .ok_or_else(|| {
+                                Error::Invalid(format!("--match {m}: write it as label=value"))
+                            })
+                    })
+                    .collect::<Result<_>>()?,
+            }),
+            None => None,
+        },
     };
     let gate = a.at_least.as_deref().map(parse_rate).transpose()?;
     println!(
@@ -73,7 +103,12 @@ pub(crate) async fn run(a: BenchArgs) -> Result<i32> {
         plan.longest().as_secs_f64()
     );
     let report = tokio::select! {
-        r = bench::run(&plan, |s| println!("  run {} {}", s.run, s.line())) => r?,
+        r = bench::run(&plan, |s| {
+            println!("  run {} {}", s.run, s.line());
+            for t in &s.truth {
+                println!("      {}", t.line());
+            }
+        }) => r?,
         _ = firedrill::util::interrupted() => return Err(Error::Interrupted),
     };
     println!("{}", report.summary());

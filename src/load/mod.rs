@@ -313,6 +313,15 @@ impl Load {
         self.summary()
     }
 
+    /// As [`Load::finish`], with the latency of each answer from its real
+    /// send (microseconds): what the service's own timer saw, and more.
+    pub async fn finish_with_latencies(mut self) -> (LoadSummary, hdrhistogram::Histogram<u64>) {
+        if let Some(t) = self.task.take() {
+            let _ = t.await;
+        }
+        (self.summary(), self.shared.uncorrected())
+    }
+
     /// Waits for the schedule to end and every answer to come back (each
     /// bounded by the request timeout).
     pub async fn finish(mut self) -> LoadSummary {

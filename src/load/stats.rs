@@ -238,6 +238,15 @@ impl Shared {
         }
     }
 
+    /// The latency of each answer from its real send, in microseconds.
+    pub fn uncorrected(&self) -> Histogram<u64> {
+        self.detail
+            .lock()
+            .expect("load stats lock")
+            .uncorrected
+            .clone()
+    }
+
     /// The figures as they stand; `requested` is the schedule's mean rate.
     pub fn summary(&self, requested: f64) -> LoadSummary {
         let d = self.detail.lock().expect("load stats lock");

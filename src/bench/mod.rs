@@ -9,6 +9,8 @@
 //! building up is seen in full) and on its errors; it ends when every answer
 //! is in, so one step's backlog never spills into the next.
 
+pub mod truth;
+
 use crate::error::{Error, Result};
 use crate::load::{Engine, LoadSummary, Plan, Shape};
 use serde::Serialize;
@@ -137,6 +139,53 @@ pub struct BenchPlan {
     pub repeat: u32,
     /// Per-request timeout (a request past it is an error).
     pub timeout: Duration,
+    /// The service's latency histogram, read around each step for the
+    /// dashboard's truth.
+    pub histogram: Option<HistogramSource>,
+}
+
+/// Where a service's latency histogram is read.
+#[derive(Debug, Clone)]
+pub struct HistogramSource {
+    /// Its exposition, `http://127.0.0.1:PORT/metrics` (this machine only).
+    pub metrics_url: String,
+    /// The family (`http_request_duration_seconds`).
+    pub family: String,
+    /// Only series with these labels (`route=/work`), summed by `le`.
+    pub matchers: Vec<(String, String)>,
+}
+
+impl HistogramSource {
+    async fn read(&self, http: &reqwest::Client) -> Result<Vec<(f64, f64)>> {
+        let text = http
+            .get(&self.metrics_url)
+            .send()
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(truth::buckets(&text, &self.family, &self.matchers))
+    }
+
+    fn check(&self) -> Result<()> {
+        let u = reqwest::Url::parse(&self.metrics_url)
+            .map_err(|e| Error::Invalid(format!("metrics URL {}: {e}", self.metrics_url)))?;
+        let local = match u
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+        {
+            Some("localhost") => true,
+            Some(h) => h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()),
+            None => false,
+        };
+        if !local {
+            return Err(Error::Invalid(format!(
+                "metrics URL {}: this machine only (127.0.0.1)",
+                self.metrics_url
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl BenchPlan {
@@ -157,6 +206,9 @@ impl BenchPlan {
         }
         if self.step_duration < Duration::from_secs(1) {
             return bad("a step lasts 1s at least".into());
+        }
+        if let Some(h) = &self.histogram {
+            h.check()?;
         }
         if self.longest() > MAX_BENCH {
             return bad(format!(
@@ -193,6 +245,9 @@ pub struct Step {
     /// What broke it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
+    /// The service's histogram against the client, per quantile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub truth: Vec<truth::Truth>,
     /// The load's full figures.
     #[serde(skip)]
     pub load: LoadSummary,
@@ -223,6 +278,7 @@ impl Step {
             },
             holds: false,
             broken: None,
+            truth: Vec::new(),
             load: s,
         };
         step.broken = slo.broken(&step);
@@ -304,8 +360,9 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
     let mut above = true;
     for run in 1..=plan.repeat {
         let mut step = async |rate: f64| -> Result<bool> {
-            let s = hold(&engine, plan, rate).await?;
-            let st = Step::of(run, rate, s, &plan.slo);
+            let (s, truth) = hold(&engine, plan, rate).await?;
+            let mut st = Step::of(run, rate, s, &plan.slo);
+            st.truth = truth;
             on_step(&st);
             let holds = st.holds;
             steps.push(st);
@@ -352,8 +409,18 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
     })
 }
 
-/// Holds `rate` for a step and waits for every answer.
-async fn hold(engine: &Engine, plan: &BenchPlan, rate: f64) -> Result<LoadSummary> {
+/// Holds `rate` for a step and waits for every answer; the service's
+/// histogram against the client's latencies, when it is read.
+async fn hold(
+    engine: &Engine,
+    plan: &BenchPlan,
+    rate: f64,
+) -> Result<(LoadSummary, Vec<truth::Truth>)> {
+    let http = reqwest::Client::new();
+    let before = match &plan.histogram {
+        Some(h) => Some(h.read(&http).await?),
+        None => None,
+    };
     let load = engine
         .start(Plan {
             url: plan.url.clone(),
@@ -367,7 +434,15 @@ async fn hold(engine: &Engine, plan: &BenchPlan, rate: f64) -> Result<LoadSummar
             max_requests: None,
         })
         .await?;
-    Ok(load.finish().await)
+    let (summary, client) = load.finish_with_latencies().await;
+    let truth = match (&plan.histogram, before) {
+        (Some(h), Some(before)) => {
+            let after = h.read(&http).await?;
+            truth::compare(&truth::increase(&before, &after), &client)
+        }
+        _ => Vec::new(),
+    };
+    Ok((summary, truth))
 }
 
 #[cfg(test)]
@@ -423,6 +498,7 @@ mod tests {
             step_duration: Duration::from_secs(60),
             repeat: 3,
             timeout: Duration::from_secs(10),
+            histogram: None,
         };
         let e = run(&plan, |_| {}).await.unwrap_err().to_string();
         assert!(e.contains("past its bound"), "{e}");
