@@ -167,7 +167,8 @@ impl HistogramSource {
         Ok(truth::buckets(&text, &self.family, &self.matchers))
     }
 
-    fn check(&self) -> Result<()> {
+    /// Refuses a bench out of its bounds, before any request.
+    pub fn check(&self) -> Result<()> {
         let u = reqwest::Url::parse(&self.metrics_url)
             .map_err(|e| Error::Invalid(format!("metrics URL {}: {e}", self.metrics_url)))?;
         let local = match u
@@ -191,12 +192,15 @@ impl HistogramSource {
 impl BenchPlan {
     /// The longest it can take: every step of every search.
     pub fn longest(&self) -> Duration {
-        let per_run = (self.steps + self.refine)
-            * (self.step_duration + self.timeout.min(self.step_duration));
-        per_run * self.repeat
+        // A step ends when its last answer is in: its timeout at most after.
+        let steps = self.steps.saturating_add(self.refine);
+        (self.step_duration.saturating_add(self.timeout))
+            .saturating_mul(steps)
+            .saturating_mul(self.repeat)
     }
 
-    fn check(&self) -> Result<()> {
+    /// Refuses a bench out of its bounds, before any request.
+    pub fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
         if !(self.from > 0.0 && self.from < self.to) {
             return bad(format!("rates go up: from {} to {}", self.from, self.to));
@@ -238,7 +242,8 @@ pub struct Step {
     pub p99_ms: f64,
     /// The 99th percentile from the real send (hides queueing in the client), ms.
     pub uncorrected_p99_ms: f64,
-    /// Answers 4xx/5xx, failures and unfinished requests, over requests sent.
+    /// Answers 4xx/5xx, failures, unfinished and dropped requests, over
+    /// all that came due.
     pub error_ratio: f64,
     /// Whether the SLO held.
     pub holds: bool,
@@ -255,6 +260,8 @@ pub struct Step {
 
 impl Step {
     fn of(run: u32, rate: f64, s: LoadSummary, slo: &Slo) -> Step {
+        // Arrivals the client dropped (its in-flight bound full) were never
+        // served either: errors, of all that came due.
         let bad: u64 = s
             .status_codes
             .iter()
@@ -262,7 +269,9 @@ impl Step {
             .map(|(_, n)| n)
             .sum::<u64>()
             + s.failures.values().sum::<u64>()
-            + s.unfinished;
+            + s.unfinished
+            + s.dropped;
+        let due = s.requests + s.dropped;
         let mut step = Step {
             run,
             requested_rps: rate,
@@ -271,10 +280,10 @@ impl Step {
             p90_ms: s.latency_ms.corrected.p90,
             p99_ms: s.latency_ms.corrected.p99,
             uncorrected_p99_ms: s.latency_ms.uncorrected.p99,
-            error_ratio: if s.requests == 0 {
+            error_ratio: if due == 0 {
                 0.0
             } else {
-                bad as f64 / s.requests as f64
+                bad as f64 / due as f64
             },
             holds: false,
             broken: None,
@@ -338,6 +347,14 @@ impl BenchReport {
     /// Lines for the terminal, after the steps.
     pub fn summary(&self) -> String {
         let k = &self.knee;
+        if self.knee_rps.is_none() && k.min.is_some() {
+            let found = k.runs.iter().flatten().count();
+            return format!(
+                "knee: none promised: the SLO broke at the first rate in {} of {} searches",
+                k.runs.len() - found,
+                k.runs.len()
+            );
+        }
         match (k.min, k.max, k.mean) {
             (Some(lo), Some(hi), Some(mean)) => {
                 format!(
@@ -416,7 +433,9 @@ async fn hold(
     plan: &BenchPlan,
     rate: f64,
 ) -> Result<(LoadSummary, Vec<truth::Truth>)> {
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let before = match &plan.histogram {
         Some(h) => Some(h.read(&http).await?),
         None => None,

@@ -74,26 +74,25 @@ fn secs(s: f64) -> String {
 }
 
 /// `histogram_quantile(q, …)` over cumulative buckets `(le, count)`, as
-/// Prometheus' `bucketQuantile` computes it: NaN without a `+Inf` bucket or
-/// observations; the upper bound of the last finite bucket when the rank
-/// falls in `+Inf`; else linear interpolation inside the bucket the rank
-/// falls in (from 0 for the first, when its bound is positive).
+/// Prometheus' `bucketQuantile` computes it: −Inf/+Inf for q below 0 or
+/// above 1; NaN without a `+Inf` bucket or observations; the upper bound of
+/// the last finite bucket when the rank falls in `+Inf`; else linear
+/// interpolation inside the bucket the rank falls in (from 0 for the first,
+/// when its bound is positive).
 pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
-    let mut b: Vec<(f64, f64)> = buckets.to_vec();
-    b.sort_by(|x, y| x.0.total_cmp(&y.0));
-    if b.len() < 2 || b.last().is_none_or(|l| !l.0.is_infinite()) {
+    if q.is_nan() {
         return f64::NAN;
     }
-    // Counts must not fall (a scrape mid-update): as Prometheus' ensureMonotonic.
-    for i in 1..b.len() {
-        b[i].1 = b[i].1.max(b[i - 1].1);
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
     }
-    let total = b[b.len() - 1].1;
-    if total == 0.0 || !(0.0..=1.0).contains(&q) {
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let Some(b) = prepared(buckets) else {
         return f64::NAN;
-    }
-    let mut rank = q * total;
-    let i = b.iter().position(|x| x.1 >= rank).unwrap_or(b.len() - 1);
+    };
+    let (i, mut rank) = locate(q, &b);
     if i == b.len() - 1 {
         return b[b.len() - 2].0;
     }
@@ -106,6 +105,39 @@ pub fn histogram_quantile(q: f64, buckets: &[(f64, f64)]) -> f64 {
         rank -= b[i - 1].1;
     }
     start + (b[i].0 - start) * (rank / count)
+}
+
+/// The bucket `q`'s rank falls in: its lower and upper bounds (`+Inf` for
+/// the last), where `histogram_quantile` interpolates or gives up.
+pub fn rank_bucket(q: f64, buckets: &[(f64, f64)]) -> Option<(f64, f64)> {
+    if !(0.0..=1.0).contains(&q) {
+        return None;
+    }
+    let b = prepared(buckets)?;
+    let (i, _) = locate(q, &b);
+    Some((if i == 0 { 0.0 } else { b[i - 1].0 }, b[i].0))
+}
+
+/// Sorted by bound, counts made monotonic (a scrape mid-update, as
+/// Prometheus' `ensureMonotonic`); none without a `+Inf` bucket, two
+/// buckets and an observation.
+fn prepared(buckets: &[(f64, f64)]) -> Option<Vec<(f64, f64)>> {
+    let mut b: Vec<(f64, f64)> = buckets.to_vec();
+    b.sort_by(|x, y| x.0.total_cmp(&y.0));
+    if b.len() < 2 || b.last().is_none_or(|l| !l.0.is_infinite()) {
+        return None;
+    }
+    for i in 1..b.len() {
+        b[i].1 = b[i].1.max(b[i - 1].1);
+    }
+    (b[b.len() - 1].1 > 0.0).then_some(b)
+}
+
+/// The index of the bucket `q`'s rank falls in, and the rank.
+fn locate(q: f64, b: &[(f64, f64)]) -> (usize, f64) {
+    let rank = q * b[b.len() - 1].1;
+    let i = b.iter().position(|x| x.1 >= rank).unwrap_or(b.len() - 1);
+    (i, rank)
 }
 
 /// The cumulative buckets of `family` in an exposition (text or OpenMetrics),
@@ -225,12 +257,7 @@ pub fn compare(step_buckets: &[(f64, f64)], client: &Histogram<u64>) -> Vec<Trut
                 return None;
             }
             let error = (dashboard - truth) / truth;
-            let hi = les
-                .iter()
-                .copied()
-                .find(|&l| l >= dashboard)
-                .unwrap_or(f64::INFINITY);
-            let lo = les.iter().copied().rfind(|&l| l < hi).unwrap_or(0.0);
+            let (lo, hi) = rank_bucket(q, step_buckets)?;
             Some(Truth {
                 quantile: q,
                 client_ms: truth * 1e3,
@@ -304,6 +331,12 @@ mod tests {
         // Out of order and non-monotonic input is put right first.
         let messy = [(INF, 100.0), (0.1, 50.0), (0.2, 40.0), (1.0, 100.0)];
         assert!((histogram_quantile(0.5, &messy) - 0.1).abs() < 1e-12);
+        assert_eq!(histogram_quantile(-0.1, &b), f64::NEG_INFINITY);
+        assert_eq!(histogram_quantile(1.1, &b), f64::INFINITY);
+        // Where the rank falls: in +Inf, the value is the last finite bound
+        // but the bucket is (1, +Inf).
+        assert_eq!(rank_bucket(0.95, &b), Some((0.4, 1.0)));
+        assert_eq!(rank_bucket(0.99, &over), Some((0.1, INF)));
     }
 
     #[test]

@@ -225,7 +225,12 @@ pub fn resolve(
         None => default_datasource(datasources),
         Some(Value::String(s)) if built_in(s) => Resolved::BuiltIn,
         Some(Value::String(s)) if s.starts_with('$') => indirect(s, datasources, dashboard, vars),
-        Some(Value::String(s)) => match datasources.iter().find(|d| &d.name == s) {
+        // A string is a name, or a uid (Grafana's getInstanceSettings tries both).
+        Some(Value::String(s)) => match datasources
+            .iter()
+            .find(|d| &d.name == s)
+            .or_else(|| datasources.iter().find(|d| d.uid.as_deref() == Some(s)))
+        {
             Some(d) => Resolved::Type(d.type_.clone()),
             None => Resolved::Unresolved(format!("no provisioned datasource is named `{s}`")),
         },

@@ -328,28 +328,7 @@ fn fixture_set(src: &Source, at: &str, set: &FixtureSet, p: &Profile, errors: &m
     {
         errors.push(src.error(&format!("{at}.amount_factor"), "a factor ≥ 0"));
     }
-    if let Some(w) = set.workers {
-        let limited = p
-            .routes
-            .iter()
-            .filter(|r| {
-                set.route
-                    .as_ref()
-                    .is_none_or(|x| &r.path == x || r.matches(x))
-            })
-            .any(|r| r.capacity.is_some());
-        if !(1..=4096).contains(&w) {
-            errors.push(src.error(&format!("{at}.workers"), "workers is between 1 and 4096"));
-        } else if !limited {
-            errors.push(src.error(
-                &format!("{at}.workers"),
-                format!(
-                    "no route of profile `{}` it applies to has a `capacity`",
-                    p.name
-                ),
-            ));
-        }
-    }
+    workers(src, at, set, p, errors);
     let disk = p.host.as_ref().is_some_and(|h| h.disk.is_some());
     for (k, asked) in [
         ("disk_used", set.disk_used.is_some()),
@@ -364,5 +343,32 @@ fn fixture_set(src: &Source, at: &str, set: &FixtureSet, p: &Profile, errors: &m
                 ),
             ));
         }
+    }
+}
+
+/// `workers` needs a route with a `capacity` among those the set applies to.
+fn workers(src: &Source, at: &str, set: &FixtureSet, p: &Profile, errors: &mut Vec<SpecError>) {
+    let Some(w) = set.workers else {
+        return;
+    };
+    let limited = p
+        .routes
+        .iter()
+        .filter(|r| {
+            set.route
+                .as_ref()
+                .is_none_or(|x| &r.path == x || r.matches(x))
+        })
+        .any(|r| r.capacity.is_some());
+    if !(1..=4096).contains(&w) {
+        errors.push(src.error(&format!("{at}.workers"), "workers is between 1 and 4096"));
+    } else if !limited {
+        errors.push(src.error(
+            &format!("{at}.workers"),
+            format!(
+                "no route of profile `{}` it applies to has a `capacity`",
+                p.name
+            ),
+        ));
     }
 }
