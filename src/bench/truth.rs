@@ -25,7 +25,9 @@ pub struct Truth {
     pub dashboard_ms: f64,
     /// (dashboard − client) ÷ client.
     pub error: f64,
-    /// The bucket it was interpolated in: its lower and upper bounds, s.
+    /// The bucket its rank fell in: its lower and upper bounds, s (the
+    /// upper written `"+Inf"` for the last, as an exposition writes it).
+    #[serde(serialize_with = "bounds")]
     pub bucket: (f64, f64),
     /// A boundary that would cut the error, if one helps.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -63,6 +65,18 @@ impl Truth {
         }
         s
     }
+}
+
+fn bounds<S: serde::Serializer>(b: &(f64, f64), s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeTuple;
+    let mut t = s.serialize_tuple(2)?;
+    t.serialize_element(&b.0)?;
+    if b.1.is_infinite() {
+        t.serialize_element("+Inf")?;
+    } else {
+        t.serialize_element(&b.1)?;
+    }
+    t.end()
 }
 
 fn secs(s: f64) -> String {
@@ -337,6 +351,16 @@ mod tests {
         // but the bucket is (1, +Inf).
         assert_eq!(rank_bucket(0.95, &b), Some((0.4, 1.0)));
         assert_eq!(rank_bucket(0.99, &over), Some((0.1, INF)));
+        let t = Truth {
+            quantile: 0.99,
+            client_ms: 1.0,
+            dashboard_ms: 100.0,
+            error: 99.0,
+            bucket: (0.1, INF),
+            advice: None,
+        };
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains(r#""bucket":[0.1,"+Inf"]"#), "{json}");
     }
 
     #[test]
