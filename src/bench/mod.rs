@@ -166,27 +166,6 @@ impl HistogramSource {
             .await?;
         Ok(truth::buckets(&text, &self.family, &self.matchers))
     }
-
-    /// Refuses a bench out of its bounds, before any request.
-    pub fn check(&self) -> Result<()> {
-        let u = reqwest::Url::parse(&self.metrics_url)
-            .map_err(|e| Error::Invalid(format!("metrics URL {}: {e}", self.metrics_url)))?;
-        let local = match u
-            .host_str()
-            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-        {
-            Some("localhost") => true,
-            Some(h) => h.parse::<std::net::IpAddr>().is_ok_and(|a| a.is_loopback()),
-            None => false,
-        };
-        if !local {
-            return Err(Error::Invalid(format!(
-                "metrics URL {}: this machine only (127.0.0.1)",
-                self.metrics_url
-            )));
-        }
-        Ok(())
-    }
 }
 
 impl BenchPlan {
@@ -200,7 +179,7 @@ impl BenchPlan {
     }
 
     /// Refuses a bench out of its bounds, before any request.
-    pub fn check(&self) -> Result<()> {
+    pub async fn check(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(m));
         if !(self.from > 0.0 && self.from < self.to) {
             return bad(format!("rates go up: from {} to {}", self.from, self.to));
@@ -212,7 +191,8 @@ impl BenchPlan {
             return bad("a step lasts 1s at least".into());
         }
         if let Some(h) = &self.histogram {
-            h.check()?;
+            // Its exposition is read on this machine only, as every load.
+            crate::load::loopback(&h.metrics_url).await?;
         }
         if self.longest() > MAX_BENCH {
             return bad(format!(
@@ -370,14 +350,17 @@ impl BenchReport {
 
 /// Runs the bench; `on_step` sees each step as it ends.
 pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<BenchReport> {
-    plan.check()?;
+    plan.check().await?;
     let engine = Engine::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()?;
     let mut steps = Vec::new();
     let mut runs = Vec::new();
     let mut above = true;
     for run in 1..=plan.repeat {
         let mut step = async |rate: f64| -> Result<bool> {
-            let (s, truth) = hold(&engine, plan, rate).await?;
+            let (s, truth) = hold(&engine, &http, plan, rate).await?;
             let mut st = Step::of(run, rate, s, &plan.slo);
             st.truth = truth;
             on_step(&st);
@@ -430,14 +413,12 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
 /// histogram against the client's latencies, when it is read.
 async fn hold(
     engine: &Engine,
+    http: &reqwest::Client,
     plan: &BenchPlan,
     rate: f64,
 ) -> Result<(LoadSummary, Vec<truth::Truth>)> {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()?;
     let before = match &plan.histogram {
-        Some(h) => Some(h.read(&http).await?),
+        Some(h) => Some(h.read(http).await?),
         None => None,
     };
     let load = engine
@@ -456,7 +437,7 @@ async fn hold(
     let (summary, client) = load.finish_with_latencies().await;
     let truth = match (&plan.histogram, before) {
         (Some(h), Some(before)) => {
-            let after = h.read(&http).await?;
+            let after = h.read(http).await?;
             truth::compare(&truth::increase(&before, &after), &client)
         }
         _ => Vec::new(),
@@ -521,6 +502,19 @@ mod tests {
         };
         let e = run(&plan, |_| {}).await.unwrap_err().to_string();
         assert!(e.contains("past its bound"), "{e}");
+        let far = BenchPlan {
+            steps: 2,
+            refine: 0,
+            repeat: 1,
+            histogram: Some(HistogramSource {
+                metrics_url: "http://10.1.2.3:9100/metrics".into(),
+                family: "h".into(),
+                matchers: vec![],
+            }),
+            ..plan.clone()
+        };
+        let e = run(&far, |_| {}).await.unwrap_err().to_string();
+        assert!(e.contains("this machine only"), "{e}");
         let e = run(
             &BenchPlan {
                 from: 100.0,

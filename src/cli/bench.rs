@@ -96,7 +96,7 @@ pub(crate) async fn run(a: BenchArgs) -> Result<i32> {
         },
     };
     let gate = a.at_least.as_deref().map(parse_rate).transpose()?;
-    plan.check()?;
+    plan.check().await?;
     println!(
         "bench {}{}: at most {:.0}s",
         plan.url,

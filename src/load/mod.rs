@@ -130,31 +130,35 @@ impl Plan {
         {
             bail!(Load, "load path `{}` is not a path", self.path);
         }
-        let url = reqwest::Url::parse(&self.url)
-            .context(Error::Load, format!("load URL {}", self.url))?;
-        if url.scheme() != "http" {
-            bail!(Load, "load speaks plain http, not {}", self.url);
-        }
-        let host = url
-            .host_str()
-            .ok_or_else(|| err!(Load, "load URL {} has no host", self.url))?
-            .to_string();
-        let port = url.port_or_known_default().unwrap_or(80);
-        let host_bare = host.trim_start_matches('[').trim_end_matches(']');
-        let addr = tokio::net::lookup_host((host_bare, port))
-            .await
-            .context(Error::Load, format!("resolving {host}"))?
-            .find(|a| a.ip().is_loopback())
-            // Traffic goes to this machine only: the run's published ports.
-            .ok_or_else(|| {
-                err!(
-                    Load,
-                    "load goes to this machine only (127.0.0.1, ::1), not {}",
-                    self.url
-                )
-            })?;
-        Ok((addr, format!("{host}:{port}")))
+        loopback(&self.url).await
     }
+}
+
+/// The address of a plain-http URL of this machine, and its `host:port`;
+/// an error for any other (traffic goes to this machine only: the run's
+/// published ports).
+pub async fn loopback(u: &str) -> Result<(SocketAddr, String)> {
+    let url = reqwest::Url::parse(u).context(Error::Load, format!("URL {u}"))?;
+    if url.scheme() != "http" {
+        bail!(Load, "load speaks plain http, not {u}");
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| err!(Load, "URL {u} has no host"))?
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let host_bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = tokio::net::lookup_host((host_bare, port))
+        .await
+        .context(Error::Load, format!("resolving {host}"))?
+        .find(|a| a.ip().is_loopback())
+        .ok_or_else(|| {
+            err!(
+                Load,
+                "load goes to this machine only (127.0.0.1, ::1), not {u}"
+            )
+        })?;
+    Ok((addr, format!("{host}:{port}")))
 }
 
 /// Every load running in this process, on a thread of its own with a
@@ -307,27 +311,28 @@ impl Load {
     /// as unfinished).
     pub async fn stop(mut self) -> LoadSummary {
         let _ = self.stop.send(true);
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+        self.join().await;
         self.summary()
     }
 
     /// As [`Load::finish`], with the latency of each answer from its real
     /// send (microseconds): what the service's own timer saw, and more.
     pub async fn finish_with_latencies(mut self) -> (LoadSummary, hdrhistogram::Histogram<u64>) {
+        self.join().await;
+        (self.summary(), self.shared.uncorrected())
+    }
+
+    /// Waits for the scheduler's task to end.
+    async fn join(&mut self) {
         if let Some(t) = self.task.take() {
             let _ = t.await;
         }
-        (self.summary(), self.shared.uncorrected())
     }
 
     /// Waits for the schedule to end and every answer to come back (each
     /// bounded by the request timeout).
     pub async fn finish(mut self) -> LoadSummary {
-        if let Some(t) = self.task.take() {
-            let _ = t.await;
-        }
+        self.join().await;
         self.summary()
     }
 }

@@ -251,9 +251,17 @@ fn queries(
             Some(v) => v.clone(),
             None => grafana::variables(&dashboard),
         };
-        for set in variable_sets(&vars) {
-            for t in grafana::targets(&dashboard).into_iter().filter(|t| !t.hide) {
+        // Each target's datasource decides once whether it runs at all.
+        let targets: Vec<(grafana::Target, Option<Verdict>)> = grafana::targets(&dashboard)
+            .into_iter()
+            .filter(|t| !t.hide)
+            .map(|t| {
                 let not_run = not_prometheus(&t, &datasources, &dashboard, &vars);
+                (t, not_run)
+            })
+            .collect();
+        for set in variable_sets(&vars) {
+            for (t, not_run) in &targets {
                 for set in repeated(&set, t.repeat.as_deref()) {
                     let label = set
                         .iter()
