@@ -460,3 +460,43 @@ fn workers_chaos_needs_a_capacity() {
         "{e}"
     );
 }
+
+/// A bench names a fixture route, rates that go up within the engine's
+/// bound, and an SLO it knows; `expect_capacity` needs a bench before it.
+/// Each refusal names the line, before any container starts.
+#[test]
+fn a_bench_is_checked_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = steps_error(
+        dir.path(),
+        "stack/capacity/stack.yaml",
+        concat!(
+            "  - expect_capacity: {at_least: 300/s}\n",
+            "  - bench: {target: app, path: /nowhere, slo: {p99: 250ms}, from: 100/s, to: 500/s}\n",
+            "  - bench: {target: app, path: /work, slo: {p99: 250ms}, from: 500/s, to: 100/s,\n",
+            "            steps: 1}\n",
+            "  - bench: {target: prometheus, slo: {p99: 1s}, from: 1/s, to: 2/s}\n",
+        ),
+    );
+    for (line, want) in [
+        (
+            "s.yaml:4:",
+            "expect_capacity judges the knee of a `bench` step before it",
+        ),
+        ("s.yaml:5:", "fixture `app` serves no route `/nowhere`"),
+        ("s.yaml:6:", "rates go up: from 500/s to 100/s"),
+        ("s.yaml:7:", "steps is 2 to 50"),
+        ("s.yaml:8:", "`prometheus` is not a fixture"),
+    ] {
+        assert!(e.contains(line) && e.contains(want), "{line} {want}:\n{e}");
+    }
+    let e = steps_error(
+        dir.path(),
+        "stack/capacity/stack.yaml",
+        "  - bench: {target: app, path: /work, slo: {p95: 250ms}, from: 1/s, to: 2/s}\n",
+    );
+    assert!(
+        e.contains("s.yaml:4:") && e.contains("p50, p90, p99 or errors"),
+        "{e}"
+    );
+}

@@ -1050,3 +1050,52 @@ async fn seed_000_container_gpu_and_host_drills_fail_on_rules_for_other_exporter
         }
     }
 }
+
+/// The capacity drill passes on the app as it is (4 workers, at most
+/// 400/s): its knee is found, each step says what the service's own
+/// histogram and Prometheus answered against the client, what the app
+/// used, and which alerts rang at which rate. With chaos cutting the
+/// workers to two (200/s at most), the same gate fails: a capacity
+/// regression is caught.
+#[tokio::test]
+async fn capacity_gate_fails_when_workers_are_cut() {
+    let ws = Workspace::new();
+    let r = run(&ws.path("scenarios/capacity.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+    let b = &r.benches[0];
+    let knee = b.knee_rps.expect("a knee");
+    assert!((300.0..=500.0).contains(&knee), "knee {knee}");
+    assert!(
+        b.steps.iter().any(|s| !s.holds),
+        "the SLO must break by 500/s"
+    );
+    let first = &b.steps[0];
+    assert!(first.target.cpu_cores.is_some() && first.target.rss_mib.is_some());
+    let p50 = first
+        .truth
+        .iter()
+        .find(|t| t.quantile == 0.5 && t.family == "http_request_duration_seconds")
+        .expect("the service's histogram against the client");
+    assert!(p50.client_ms > 0.0 && p50.dashboard_ms > 0.0, "{p50:?}");
+    assert!(
+        b.steps
+            .iter()
+            .flat_map(|s| &s.truth)
+            .any(|t| t.prometheus_ms.is_some()),
+        "Prometheus' quantiles for the steps"
+    );
+    let json = serde_json::to_string(&r).unwrap();
+    assert!(json.contains(r#""knee_rps":"#), "{json}");
+    let xml = firedrill::report::junit(std::slice::from_ref(&r));
+    assert!(
+        xml.contains(&format!(r#"name="bench.0.knee_rps" value="{knee:.1}""#)),
+        "{xml}"
+    );
+    assert!(r.render().contains("bench http://"), "{}", r.render());
+    ws.patch(
+        "scenarios/capacity.yaml",
+        "  - bench:",
+        "  - chaos: {fixture: app, set: {workers: 2, route: /work}}\n  - bench:",
+    );
+    assert_fails(&ws, "capacity", "expect_capacity", &["300.0/s"]).await;
+}

@@ -9,109 +9,40 @@
 //! building up is seen in full) and on its errors; it ends when every answer
 //! is in, so one step's backlog never spills into the next.
 
+pub mod headroom;
 pub mod truth;
 
-use crate::error::{Error, Result};
+pub use crate::spec::bench::{Search, Slo, MAX_BENCH};
+
+use crate::error::Result;
 use crate::load::{Engine, LoadSummary, Plan, Shape};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
 
-/// The most a whole bench may take, every step and repeat included.
-pub const MAX_BENCH: Duration = Duration::from_secs(3600);
-
-/// What must hold at a rate: latency percentiles from the client's
-/// corrected histogram, and the share of requests that failed.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Slo {
-    /// The median at most, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p50_ms: Option<f64>,
-    /// The 90th percentile at most, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p90_ms: Option<f64>,
-    /// The 99th percentile at most, ms.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub p99_ms: Option<f64>,
-    /// The share of requests answered 4xx/5xx or not at all, at most.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error_ratio: Option<f64>,
+/// Why `step` breaks the SLO, if it does.
+fn broken(slo: &Slo, step: &Step) -> Option<String> {
+    let mut why = Vec::new();
+    for (name, limit, seen) in [
+        ("p50", slo.p50_ms, step.p50_ms),
+        ("p90", slo.p90_ms, step.p90_ms),
+        ("p99", slo.p99_ms, step.p99_ms),
+    ] {
+        if let Some(l) = limit.filter(|l| seen > *l) {
+            why.push(format!("{name} {seen:.1} ms > {l:.1} ms"));
+        }
+    }
+    if let Some(l) = slo.error_ratio.filter(|l| step.error_ratio > *l) {
+        why.push(format!(
+            "errors {:.2}% > {:.2}%",
+            step.error_ratio * 100.0,
+            l * 100.0
+        ));
+    }
+    (!why.is_empty()).then(|| why.join(", "))
 }
 
-impl Slo {
-    /// Parses `p99=250ms`, `p50=20ms`, `errors=0.5%` (or `errors=0.005`),
-    /// each objective once.
-    pub fn parse(items: &[String]) -> Result<Slo> {
-        let mut slo = Slo::default();
-        for item in items {
-            let (k, v) = item.split_once('=').ok_or_else(|| {
-                Error::Invalid(format!(
-                    "SLO `{item}`: write it like p99=250ms or errors=0.5%"
-                ))
-            })?;
-            let ms = || -> Result<f64> { Ok(crate::spec::Dur::parse(v)?.0.as_secs_f64() * 1000.0) };
-            let slot = match k.trim() {
-                "p50" => (&mut slo.p50_ms, ms()?),
-                "p90" => (&mut slo.p90_ms, ms()?),
-                "p99" => (&mut slo.p99_ms, ms()?),
-                "errors" | "error_ratio" => (&mut slo.error_ratio, ratio(v)?),
-                other => {
-                    return Err(Error::Invalid(format!(
-                        "SLO `{item}`: `{other}` is not p50, p90, p99 or errors"
-                    )))
-                }
-            };
-            if slot.0.replace(slot.1).is_some() {
-                return Err(Error::Invalid(format!("SLO `{k}` is given twice")));
-            }
-        }
-        if slo == Slo::default() {
-            return Err(Error::Invalid(
-                "give an SLO to hold: --slo p99=250ms, --slo errors=0.5%".into(),
-            ));
-        }
-        Ok(slo)
-    }
-
-    /// Why `step` breaks the SLO, if it does.
-    fn broken(&self, step: &Step) -> Option<String> {
-        let mut why = Vec::new();
-        for (name, limit, seen) in [
-            ("p50", self.p50_ms, step.p50_ms),
-            ("p90", self.p90_ms, step.p90_ms),
-            ("p99", self.p99_ms, step.p99_ms),
-        ] {
-            if let Some(l) = limit.filter(|l| seen > *l) {
-                why.push(format!("{name} {seen:.1} ms > {l:.1} ms"));
-            }
-        }
-        if let Some(l) = self.error_ratio.filter(|l| step.error_ratio > *l) {
-            why.push(format!(
-                "errors {:.2}% > {:.2}%",
-                step.error_ratio * 100.0,
-                l * 100.0
-            ));
-        }
-        (!why.is_empty()).then(|| why.join(", "))
-    }
-}
-
-/// `0.5%` or `0.005`, between 0 and 1.
-fn ratio(v: &str) -> Result<f64> {
-    let v = v.trim();
-    let r = match v.strip_suffix('%') {
-        Some(p) => p.trim().parse::<f64>().map(|p| p / 100.0),
-        None => v.parse::<f64>(),
-    }
-    .map_err(|_| Error::Invalid(format!("error ratio `{v}`: write it like 0.5% or 0.005")))?;
-    if !(0.0..=1.0).contains(&r) {
-        return Err(Error::Invalid(format!(
-            "error ratio `{v}` is not between 0 and 1"
-        )));
-    }
-    Ok(r)
-}
-
-/// A bench: where, what must hold, and how the rate moves.
+/// A bench: where, and the search.
 #[derive(Debug, Clone)]
 pub struct BenchPlan {
     /// `http://127.0.0.1:PORT` (this machine only, as every load).
@@ -122,41 +53,33 @@ pub struct BenchPlan {
     pub method: String,
     /// A JSON body, if any.
     pub body: Option<String>,
-    /// What must hold.
-    pub slo: Slo,
-    /// The first rate tried, per second.
-    pub from: f64,
-    /// The last rate tried, per second.
-    pub to: f64,
-    /// Rates tried from `from` to `to`, evenly spaced (at least 2).
-    pub steps: u32,
-    /// Halvings of the interval between the last rate that held and the
-    /// first that broke.
-    pub refine: u32,
-    /// How long each rate is held.
-    pub step_duration: Duration,
-    /// Whole searches, for the knee's spread.
-    pub repeat: u32,
-    /// Per-request timeout (a request past it is an error).
-    pub timeout: Duration,
-    /// The service's latency histogram, read around each step for the
-    /// dashboard's truth.
-    pub histogram: Option<HistogramSource>,
+    /// The SLO and how the rate moves.
+    pub search: Search,
+    /// The service's own metrics, read around each step: its latency
+    /// histograms for the dashboard's truth, its process CPU and memory.
+    pub exposition: Option<Exposition>,
 }
 
-/// Where a service's latency histogram is read.
+/// Where a service's metrics are read, and which histograms of them.
+#[derive(Debug, Clone)]
+pub struct Exposition {
+    /// `http://127.0.0.1:PORT/metrics` (this machine only).
+    pub metrics_url: String,
+    /// The latency histograms to hold against the client.
+    pub histograms: Vec<HistogramSource>,
+}
+
+/// A latency histogram of the service (in seconds).
 #[derive(Debug, Clone)]
 pub struct HistogramSource {
-    /// Its exposition, `http://127.0.0.1:PORT/metrics` (this machine only).
-    pub metrics_url: String,
     /// The family (`http_request_duration_seconds`).
     pub family: String,
     /// Only series with these labels (`route=/work`), summed by `le`.
     pub matchers: Vec<(String, String)>,
 }
 
-impl HistogramSource {
-    async fn read(&self, http: &reqwest::Client) -> Result<Vec<(f64, f64)>> {
+impl Exposition {
+    async fn read(&self, http: &reqwest::Client) -> Result<Reading> {
         let text = http
             .get(&self.metrics_url)
             .send()
@@ -164,42 +87,59 @@ impl HistogramSource {
             .error_for_status()?
             .text()
             .await?;
-        Ok(truth::buckets(&text, &self.family, &self.matchers))
+        Ok(Reading {
+            at: std::time::Instant::now(),
+            buckets: self
+                .histograms
+                .iter()
+                .map(|h| truth::buckets(&text, &h.family, &h.matchers))
+                .collect(),
+            cpu_seconds: truth::sample(&text, "process_cpu_seconds_total"),
+            rss_bytes: truth::sample(&text, "process_resident_memory_bytes"),
+        })
+    }
+}
+
+/// One read of the service's metrics.
+struct Reading {
+    at: std::time::Instant,
+    buckets: Vec<Vec<(f64, f64)>>,
+    cpu_seconds: Option<f64>,
+    rss_bytes: Option<f64>,
+}
+
+/// What the target used during a step, from its process metrics.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq)]
+pub struct Usage {
+    /// CPU, in cores (its CPU seconds over the step's seconds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_cores: Option<f64>,
+    /// Resident memory at the step's end, MiB.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rss_mib: Option<f64>,
+}
+
+impl Usage {
+    fn between(a: &Reading, b: &Reading) -> Usage {
+        let secs = b.at.duration_since(a.at).as_secs_f64();
+        Usage {
+            cpu_cores: match (a.cpu_seconds, b.cpu_seconds) {
+                (Some(x), Some(y)) if secs > 0.0 && y >= x => Some((y - x) / secs),
+                _ => None,
+            },
+            rss_mib: b.rss_bytes.map(|r| r / (1024.0 * 1024.0)),
+        }
     }
 }
 
 impl BenchPlan {
-    /// The longest it can take: every step of every search.
-    pub fn longest(&self) -> Duration {
-        // A step ends when its last answer is in: its timeout at most after.
-        let steps = self.steps.saturating_add(self.refine);
-        (self.step_duration.saturating_add(self.timeout))
-            .saturating_mul(steps)
-            .saturating_mul(self.repeat)
-    }
-
     /// Refuses a bench out of its bounds, before any request.
     pub async fn check(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::Invalid(m));
-        if !(self.from > 0.0 && self.from < self.to) {
-            return bad(format!("rates go up: from {} to {}", self.from, self.to));
-        }
-        if !(2..=50).contains(&self.steps) || self.refine > 10 || !(1..=10).contains(&self.repeat) {
-            return bad("steps is 2 to 50, refine at most 10, repeat 1 to 10".into());
-        }
-        if self.step_duration < Duration::from_secs(1) {
-            return bad("a step lasts 1s at least".into());
-        }
-        if let Some(h) = &self.histogram {
+        self.search.check()?;
+        crate::load::loopback(&self.url).await?;
+        if let Some(e) = &self.exposition {
             // Its exposition is read on this machine only, as every load.
-            crate::load::loopback(&h.metrics_url).await?;
-        }
-        if self.longest() > MAX_BENCH {
-            return bad(format!(
-                "the bench could take {:.0}s, past its bound of {}s: fewer steps, shorter ones, or fewer repeats",
-                self.longest().as_secs_f64(),
-                MAX_BENCH.as_secs()
-            ));
+            crate::load::loopback(&e.metrics_url).await?;
         }
         Ok(())
     }
@@ -230,9 +170,15 @@ pub struct Step {
     /// What broke it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broken: Option<String>,
-    /// The service's histogram against the client, per quantile.
+    /// The service's histograms against the client, per quantile.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub truth: Vec<truth::Truth>,
+    /// What the target used, from its process metrics.
+    pub target: Usage,
+    /// When the step's load began.
+    pub started: DateTime<Utc>,
+    /// When its last answer was in.
+    pub ended: DateTime<Utc>,
     /// The load's full figures.
     #[serde(skip)]
     pub load: LoadSummary,
@@ -240,6 +186,7 @@ pub struct Step {
 
 impl Step {
     fn of(run: u32, rate: f64, s: LoadSummary, slo: &Slo) -> Step {
+        let now = Utc::now();
         // Arrivals the client dropped (its in-flight bound full) were never
         // served either: errors, of all that came due.
         let bad: u64 = s
@@ -268,11 +215,28 @@ impl Step {
             holds: false,
             broken: None,
             truth: Vec::new(),
+            target: Usage::default(),
+            started: now,
+            ended: now,
             load: s,
         };
-        step.broken = slo.broken(&step);
+        step.broken = broken(slo, &step);
         step.holds = step.broken.is_none();
         step
+    }
+
+    /// Its lines for the terminal: the step, what the target used, then
+    /// each histogram's quantiles against the client (to indent).
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("run {} {}", self.run, self.line())];
+        if let Some(c) = self.target.cpu_cores {
+            out.push(format!(
+                "    target: {c:.2} CPU cores, {:.1} MiB resident",
+                self.target.rss_mib.unwrap_or(0.0)
+            ));
+        }
+        out.extend(self.truth.iter().map(|t| format!("    {}", t.line())));
+        out
     }
 
     /// One line for the terminal.
@@ -321,9 +285,34 @@ pub struct BenchReport {
     pub knee: Knee,
     /// Every step, in the order run.
     pub steps: Vec<Step>,
+    /// The alerts that became active during the bench, against the step
+    /// where the SLO broke (in a drill, where Prometheus evaluates them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub headroom: Vec<headroom::Headroom>,
 }
 
 impl BenchReport {
+    /// The whole bench for the terminal: its steps, knee and alerts.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "bench {} ({}):
+",
+            self.url,
+            self.slo.describe()
+        );
+        for l in self.steps.iter().flat_map(Step::lines) {
+            out.push_str(&format!("  {l}\n"));
+        }
+        out.push_str(&format!("  {}\n", self.summary()));
+        if !self.headroom.is_empty() || self.steps.iter().any(|s| !s.holds) {
+            out.push_str(&format!(
+                "  alerts: {}\n",
+                headroom::summary(&self.steps, &self.headroom)
+            ));
+        }
+        out
+    }
+
     /// Lines for the terminal, after the steps.
     pub fn summary(&self) -> String {
         let k = &self.knee;
@@ -348,29 +337,36 @@ impl BenchReport {
     }
 }
 
-/// Runs the bench; `on_step` sees each step as it ends.
-pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<BenchReport> {
+/// Runs the bench on an engine of its own; `on_step` sees each step as it ends.
+pub async fn run(plan: &BenchPlan, on_step: impl FnMut(&Step)) -> Result<BenchReport> {
+    run_on(&Engine::new(), plan, on_step).await
+}
+
+/// Runs the bench on `engine` (a drill's); `on_step` sees each step as it ends.
+pub async fn run_on(
+    engine: &Engine,
+    plan: &BenchPlan,
+    mut on_step: impl FnMut(&Step),
+) -> Result<BenchReport> {
     plan.check().await?;
-    let engine = Engine::new();
+    let search = &plan.search;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
     let mut steps = Vec::new();
     let mut runs = Vec::new();
     let mut above = true;
-    for run in 1..=plan.repeat {
+    for run in 1..=search.repeat {
         let mut step = async |rate: f64| -> Result<bool> {
-            let (s, truth) = hold(&engine, &http, plan, rate).await?;
-            let mut st = Step::of(run, rate, s, &plan.slo);
-            st.truth = truth;
+            let st = hold(engine, &http, plan, run, rate).await?;
             on_step(&st);
             let holds = st.holds;
             steps.push(st);
             Ok(holds)
         };
         let (mut pass, mut fail) = (None, None);
-        for k in 0..plan.steps {
-            let rate = plan.from + (plan.to - plan.from) * f64::from(k) / f64::from(plan.steps - 1);
+        for k in 0..search.steps {
+            let rate = search.rate(k);
             if step(rate).await? {
                 pass = Some(rate);
             } else {
@@ -379,7 +375,7 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
             }
         }
         if let (Some(mut lo), Some(mut hi)) = (pass, fail) {
-            for _ in 0..plan.refine {
+            for _ in 0..search.refine {
                 let mid = (lo + hi) / 2.0;
                 if step(mid).await? {
                     lo = mid;
@@ -396,7 +392,7 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
     let min = found.iter().copied().reduce(f64::min);
     Ok(BenchReport {
         url: format!("{}{}", plan.url, plan.path),
-        slo: plan.slo.clone(),
+        slo: search.slo.clone(),
         knee_rps: if found.len() == runs.len() { min } else { None },
         knee: Knee {
             mean: (!found.is_empty()).then(|| found.iter().sum::<f64>() / found.len() as f64),
@@ -406,21 +402,25 @@ pub async fn run(plan: &BenchPlan, mut on_step: impl FnMut(&Step)) -> Result<Ben
             runs,
         },
         steps,
+        headroom: Vec::new(),
     })
 }
 
-/// Holds `rate` for a step and waits for every answer; the service's
-/// histogram against the client's latencies, when it is read.
+/// Holds `rate` for a step and waits for every answer; with the service's
+/// metrics read around it, its histograms against the client's latencies
+/// and what it used.
 async fn hold(
     engine: &Engine,
     http: &reqwest::Client,
     plan: &BenchPlan,
+    run: u32,
     rate: f64,
-) -> Result<(LoadSummary, Vec<truth::Truth>)> {
-    let before = match &plan.histogram {
-        Some(h) => Some(h.read(http).await?),
+) -> Result<Step> {
+    let before = match &plan.exposition {
+        Some(e) => Some(e.read(http).await?),
         None => None,
     };
+    let started = Utc::now();
     let load = engine
         .start(Plan {
             url: plan.url.clone(),
@@ -428,21 +428,28 @@ async fn hold(
             method: plan.method.clone(),
             body: plan.body.clone(),
             shape: Shape::Constant { rate },
-            duration: plan.step_duration,
+            duration: plan.search.step.0,
             in_flight: None,
-            timeout: plan.timeout,
+            timeout: plan.search.timeout.0,
             max_requests: None,
         })
         .await?;
     let (summary, client) = load.finish_with_latencies().await;
-    let truth = match (&plan.histogram, before) {
-        (Some(h), Some(before)) => {
-            let after = h.read(http).await?;
-            truth::compare(&truth::increase(&before, &after), &client)
+    let mut step = Step::of(run, rate, summary, &plan.search.slo);
+    step.started = started;
+    if let (Some(e), Some(before)) = (&plan.exposition, before) {
+        let after = e.read(http).await?;
+        step.target = Usage::between(&before, &after);
+        for (h, (b, a)) in e
+            .histograms
+            .iter()
+            .zip(before.buckets.iter().zip(&after.buckets))
+        {
+            step.truth
+                .extend(truth::compare(&h.family, &truth::increase(b, a), &client));
         }
-        _ => Vec::new(),
-    };
-    Ok((summary, truth))
+    }
+    Ok(step)
 }
 
 #[cfg(test)]
@@ -454,19 +461,8 @@ mod tests {
     }
 
     #[test]
-    fn an_slo_is_parsed_and_judged() {
+    fn a_step_is_judged_on_latency_and_errors() {
         let slo = Slo::parse(&strings(&["p99=250ms", "errors=0.5%"])).unwrap();
-        assert_eq!(slo.p99_ms, Some(250.0));
-        assert_eq!(slo.error_ratio, Some(0.005));
-        for bad in [
-            &["p98=1s"][..],
-            &["p99"],
-            &["errors=2"],
-            &["p99=1s", "p99=2s"],
-            &[],
-        ] {
-            assert!(Slo::parse(&strings(bad)).is_err(), "{bad:?}");
-        }
         let mut s = LoadSummary {
             requests: 1000,
             ..Default::default()
@@ -490,41 +486,26 @@ mod tests {
             path: "/".into(),
             method: "GET".into(),
             body: None,
-            slo: Slo::parse(&strings(&["p99=1s"])).unwrap(),
-            from: 10.0,
-            to: 100.0,
-            steps: 50,
-            refine: 10,
-            step_duration: Duration::from_secs(60),
-            repeat: 3,
-            timeout: Duration::from_secs(10),
-            histogram: None,
+            search: Search {
+                steps: 50,
+                refine: 10,
+                step: crate::spec::Dur(Duration::from_secs(60)),
+                repeat: 3,
+                ..Search::new(Slo::parse(&strings(&["p99=1s"])).unwrap(), 10.0, 100.0)
+            },
+            exposition: None,
         };
         let e = run(&plan, |_| {}).await.unwrap_err().to_string();
         assert!(e.contains("past its bound"), "{e}");
         let far = BenchPlan {
-            steps: 2,
-            refine: 0,
-            repeat: 1,
-            histogram: Some(HistogramSource {
+            search: Search::new(plan.search.slo.clone(), 10.0, 100.0),
+            exposition: Some(Exposition {
                 metrics_url: "http://10.1.2.3:9100/metrics".into(),
-                family: "h".into(),
-                matchers: vec![],
+                histograms: vec![],
             }),
             ..plan.clone()
         };
         let e = run(&far, |_| {}).await.unwrap_err().to_string();
         assert!(e.contains("this machine only"), "{e}");
-        let e = run(
-            &BenchPlan {
-                from: 100.0,
-                ..plan
-            },
-            |_| {},
-        )
-        .await
-        .unwrap_err()
-        .to_string();
-        assert!(e.contains("rates go up"), "{e}");
     }
 }

@@ -17,6 +17,8 @@ pub const QUANTILES: [f64; 3] = [0.5, 0.95, 0.99];
 /// One quantile of one step: the dashboard's value against the client's.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Truth {
+    /// The histogram family (`http_request_duration_seconds`).
+    pub family: String,
     /// The quantile (0.95).
     pub quantile: f64,
     /// What the client measured, ms.
@@ -25,6 +27,10 @@ pub struct Truth {
     pub dashboard_ms: f64,
     /// (dashboard − client) ÷ client.
     pub error: f64,
+    /// What Prometheus itself answered for the step (`histogram_quantile`
+    /// over `rate(…[step])` at its end), ms: in a drill, where it scrapes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prometheus_ms: Option<f64>,
     /// The bucket its rank fell in: its lower and upper bounds, s (the
     /// upper written `"+Inf"` for the last, as an exposition writes it).
     #[serde(serialize_with = "bounds")]
@@ -47,7 +53,8 @@ impl Truth {
     /// One line for the terminal.
     pub fn line(&self) -> String {
         let mut s = format!(
-            "p{} dashboard {:.1} ms vs client {:.1} ms ({:+.0}%), interpolated between {} and {}",
+            "{} p{} dashboard {:.1} ms vs client {:.1} ms ({:+.0}%), interpolated between {} and {}",
+            self.family,
             self.quantile * 100.0,
             self.dashboard_ms,
             self.client_ms,
@@ -55,6 +62,9 @@ impl Truth {
             secs(self.bucket.0),
             secs(self.bucket.1)
         );
+        if let Some(p) = self.prometheus_ms {
+            s.push_str(&format!("; Prometheus {p:.1} ms"));
+        }
         if let Some(a) = &self.advice {
             s.push_str(&format!(
                 ": a {} bucket would cut the error from {:.0}% to {:.0}%",
@@ -190,6 +200,26 @@ pub fn buckets(text: &str, family: &str, matchers: &[(String, String)]) -> Vec<(
     by_le
 }
 
+/// The sum of every series of `name` in an exposition (`process_cpu_seconds_total`),
+/// if it has one.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    let mut sum = None;
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
+        let value = match rest.chars().next() {
+            Some('{') => split_labels(&rest[1..])?.1,
+            Some(' ') => rest,
+            _ => continue, // a longer name that begins with this one
+        };
+        if let Some(Ok(v)) = value.split_whitespace().next().map(str::parse::<f64>) {
+            *sum.get_or_insert(0.0) += v;
+        }
+    }
+    sum
+}
+
 /// `k="v",…}` then the rest of the line: the labels (escapes undone, so a
 /// `}` or `,` inside a value is a character of it) and what follows.
 fn split_labels(s: &str) -> Option<(Vec<(String, String)>, &str)> {
@@ -257,7 +287,7 @@ fn on_client(q: f64, les: &[f64], client: &Histogram<u64>) -> f64 {
 
 /// Each quantile of a step: the dashboard's value over `increase` (the
 /// step's buckets) against the client's, with a boundary that would help.
-pub fn compare(step_buckets: &[(f64, f64)], client: &Histogram<u64>) -> Vec<Truth> {
+pub fn compare(family: &str, step_buckets: &[(f64, f64)], client: &Histogram<u64>) -> Vec<Truth> {
     if client.is_empty() {
         return Vec::new();
     }
@@ -273,10 +303,12 @@ pub fn compare(step_buckets: &[(f64, f64)], client: &Histogram<u64>) -> Vec<Trut
             let error = (dashboard - truth) / truth;
             let (lo, hi) = rank_bucket(q, step_buckets)?;
             Some(Truth {
+                family: family.to_string(),
                 quantile: q,
                 client_ms: truth * 1e3,
                 dashboard_ms: dashboard * 1e3,
                 error,
+                prometheus_ms: None,
                 bucket: (lo, hi),
                 advice: advise(q, truth, &les, (lo, hi), client, error),
             })
@@ -352,6 +384,8 @@ mod tests {
         assert_eq!(rank_bucket(0.95, &b), Some((0.4, 1.0)));
         assert_eq!(rank_bucket(0.99, &over), Some((0.1, INF)));
         let t = Truth {
+            family: "h".into(),
+            prometheus_ms: None,
             quantile: 0.99,
             client_ms: 1.0,
             dashboard_ms: 100.0,
@@ -359,6 +393,10 @@ mod tests {
             bucket: (0.1, INF),
             advice: None,
         };
+        let text = "process_cpu_seconds_total{} 1.5\nprocess_cpu_seconds_total_x 9\nprocess_resident_memory_bytes 2048 1700000000\n";
+        assert_eq!(sample(text, "process_cpu_seconds_total"), Some(1.5));
+        assert_eq!(sample(text, "process_resident_memory_bytes"), Some(2048.0));
+        assert_eq!(sample(text, "process_open_fds"), None);
         let json = serde_json::to_string(&t).unwrap();
         assert!(json.contains(r#""bucket":[0.1,"+Inf"]"#), "{json}");
     }
@@ -397,7 +435,7 @@ mod tests {
             .iter()
             .map(|&le| (le, if le >= 0.25 { 1000.0 } else { 0.0 }))
             .collect();
-        let t = compare(&step, &client);
+        let t = compare("h", &step, &client);
         let p95 = t.iter().find(|t| t.quantile == 0.95).unwrap();
         assert!((p95.dashboard_ms - 242.5).abs() < 1e-6, "{p95:?}");
         assert_eq!(p95.bucket, (0.1, 0.25));

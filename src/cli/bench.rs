@@ -1,7 +1,7 @@
 //! `firedrill bench`: the knee of one URL of this machine at an SLO.
 
-use firedrill::bench::{self, BenchPlan, HistogramSource, Slo};
-use firedrill::spec::{parse_rate, Dur};
+use firedrill::bench::{self, BenchPlan, Exposition, HistogramSource, Search, Slo};
+use firedrill::spec::{parse_rate, Dur, Rate};
 use firedrill::{load, Error, Result};
 use std::path::PathBuf;
 
@@ -61,39 +61,38 @@ pub(crate) struct BenchArgs {
 }
 
 pub(crate) async fn run(a: BenchArgs) -> Result<i32> {
-    let dur = |s: &str| Dur::parse(s).map(|d| d.0);
     let (url, path) = load::split_url(&a.url)?;
+    let matchers = a
+        .matchers
+        .iter()
+        .map(|m| {
+            m.split_once('=')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                .ok_or_else(|| Error::Invalid(format!("--match {m}: write it as label=value")))
+        })
+        .collect::<Result<_>>()?;
     let plan = BenchPlan {
         url,
         path,
         method: a.method.clone(),
         body: a.body.clone(),
-        slo: Slo::parse(&a.slo)?,
-        from: parse_rate(&a.from)?,
-        to: parse_rate(&a.to)?,
-        steps: a.steps,
-        refine: a.refine,
-        step_duration: dur(&a.step_duration)?,
-        repeat: a.repeat,
-        timeout: dur(&a.timeout)?,
-        histogram: match &a.metrics {
-            Some(url) => Some(HistogramSource {
-                metrics_url: url.clone(),
-                family: a.histogram.clone(),
-                matchers: a
-                    .matchers
-                    .iter()
-                    .map(|m| {
-                        m.split_once('=')
-                            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-                            .ok_or_else(|| {
-                                Error::Invalid(format!("--match {m}: write it as label=value"))
-                            })
-                    })
-                    .collect::<Result<_>>()?,
-            }),
-            None => None,
+        search: Search {
+            slo: Slo::parse(&a.slo)?,
+            from: Rate(parse_rate(&a.from)?),
+            to: Rate(parse_rate(&a.to)?),
+            steps: a.steps,
+            refine: a.refine,
+            step: Dur::parse(&a.step_duration)?,
+            repeat: a.repeat,
+            timeout: Dur::parse(&a.timeout)?,
         },
+        exposition: a.metrics.as_ref().map(|url| Exposition {
+            metrics_url: url.clone(),
+            histograms: vec![HistogramSource {
+                family: a.histogram.clone(),
+                matchers,
+            }],
+        }),
     };
     let gate = a.at_least.as_deref().map(parse_rate).transpose()?;
     plan.check().await?;
@@ -101,13 +100,12 @@ pub(crate) async fn run(a: BenchArgs) -> Result<i32> {
         "bench {}{}: at most {:.0}s",
         plan.url,
         plan.path,
-        plan.longest().as_secs_f64()
+        plan.search.longest().as_secs_f64()
     );
     let report = tokio::select! {
         r = bench::run(&plan, |s| {
-            println!("  run {} {}", s.run, s.line());
-            for t in &s.truth {
-                println!("      {}", t.line());
+            for l in s.lines() {
+                println!("  {l}");
             }
         }) => r?,
         _ = firedrill::util::interrupted() => return Err(Error::Interrupted),

@@ -332,7 +332,7 @@ impl Drill<'_> {
             "data turn + eval + keep_firing_for + slack".to_string()
         } else {
             format!(
-                "data turn + eval + keep_firing_for + slack + in-flight latency {}",
+                "data turn + eval + keep_firing_for + slack + in-flight or queued work {}",
                 secs(self.tail)
             )
         };

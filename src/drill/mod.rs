@@ -7,14 +7,18 @@
 //! run on the suite's in-process engine and stop with the drill, on every
 //! exit path.
 
+mod bench;
 mod expect;
+mod options;
 mod ready;
 mod teams;
+
+pub use options::{OnEvent, Options, Progress};
 
 pub use crate::report::Event;
 
 use crate::error::{err, Result};
-use crate::images::{self, ImageSource};
+
 use crate::load;
 use crate::observe;
 use crate::panels::PanelCheck;
@@ -27,111 +31,9 @@ use crate::stack::Running;
 use crate::verify::{label_subset, Breakdown, Timing};
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// Draws the drill's long waits (the CLI: progress bars on a terminal).
-pub trait Progress: Send + Sync {
-    /// A wait of up to `bound` began; it is over when the returned guard is
-    /// dropped.
-    fn wait(&self, what: String, bound: Duration) -> Box<dyn Send>;
-}
-
-/// What is told of each wave, step and drill as it happens.
-pub type OnEvent = Box<dyn Fn(Event<'_>) + Send + Sync>;
-
-/// How to run drills; build it from [`Options::default`] with its setters:
-///
-/// ```
-/// use firedrill::{ImageSource, Options};
-/// let opts = Options::default().images(ImageSource::Offline).retries(1).fail_fast(true);
-/// # let _ = opts;
-/// ```
-pub struct Options {
-    pub(crate) images: ImageSource,
-    pub(crate) stack: Option<PathBuf>,
-    pub(crate) fail_fast: bool,
-    pub(crate) share: bool,
-    pub(crate) jobs: usize,
-    pub(crate) stacks: usize,
-    pub(crate) retries: u32,
-    /// The images, made present by the first drill and reused by the next.
-    pub(crate) prepared: tokio::sync::OnceCell<images::Images>,
-    pub(crate) on_event: OnEvent,
-    pub(crate) progress: Option<Arc<dyn Progress>>,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            images: ImageSource::Auto,
-            stack: None,
-            fail_fast: false,
-            share: true,
-            jobs: 4,
-            stacks: 2,
-            retries: 0,
-            prepared: tokio::sync::OnceCell::new(),
-            on_event: Box::new(|_| {}),
-            progress: None,
-        }
-    }
-}
-
-impl Options {
-    /// Where the component images come from (default: pulled, else built
-    /// offline from Debian packages).
-    pub fn images(mut self, source: ImageSource) -> Self {
-        self.images = source;
-        self
-    }
-    /// Run the scenarios against this stack file instead of their own.
-    pub fn stack(mut self, stack: Option<PathBuf>) -> Self {
-        self.stack = stack;
-        self
-    }
-    /// Stop a drill at its first failed step (the rest are not run).
-    pub fn fail_fast(mut self, yes: bool) -> Self {
-        self.fail_fast = yes;
-        self
-    }
-    /// Drill the scenarios whose stacks render alike on one stack, brought
-    /// up once and reset between waves (default; `false`: a stack per drill).
-    pub fn share(mut self, yes: bool) -> Self {
-        self.share = yes;
-        self
-    }
-    /// At most this many drills at once on a shared stack; only drills
-    /// that cannot disturb each other run together (see [`crate::suite`]).
-    pub fn jobs(mut self, n: usize) -> Self {
-        self.jobs = n;
-        self
-    }
-    /// At most this many stacks up at once, each running its own drills; a
-    /// drill with a fault the whole machine feels (a CPU or memory burn)
-    /// runs with no other drill on the machine.
-    pub fn stacks(mut self, n: usize) -> Self {
-        self.stacks = n;
-        self
-    }
-    /// Run a failed or inconclusive drill again, up to this many times, on
-    /// a reset stack; one that then passes is FLAKY.
-    pub fn retries(mut self, n: u32) -> Self {
-        self.retries = n;
-        self
-    }
-    /// Told of each wave, step and drill as it happens (the CLI prints them).
-    pub fn on_event(mut self, f: impl Fn(Event<'_>) + Send + Sync + 'static) -> Self {
-        self.on_event = Box::new(f);
-        self
-    }
-    /// Where long waits are drawn (default: nowhere).
-    pub fn progress(mut self, p: Arc<dyn Progress>) -> Self {
-        self.progress = Some(p);
-        self
-    }
-}
 
 /// Loads and validates a scenario: no container is started.
 pub fn check(path: &Path, stack: Option<&Path>) -> Result<(Scenario, Effective)> {
@@ -219,6 +121,7 @@ pub(crate) async fn on_stack(
     drill.held.end().await;
     report.lower_bound = drill.lower_bound();
     report.panels = std::mem::take(&mut drill.panels);
+    report.benches = std::mem::take(&mut drill.benches);
     report.cards = drill.cards().await;
     report.breakdowns = drill.breakdowns.into_values().collect();
 }
@@ -249,6 +152,12 @@ struct Drill<'a> {
     warm_at: Option<DateTime<Utc>>,
     breakdowns: BTreeMap<String, Breakdown>,
     panels: Vec<PanelCheck>,
+    /// What each `bench` step found.
+    benches: Vec<crate::bench::BenchReport>,
+    /// How long the last fault takes to show in the data (a queue filling).
+    onset: Duration,
+    /// Fixtures whose workers chaos cut, with the route it named.
+    cut: BTreeMap<String, Option<String>>,
     /// Latency injected per fixture now, and the latency the last change
     /// took away (requests in flight still take it).
     latency: BTreeMap<String, Duration>,
@@ -302,6 +211,9 @@ impl<'a> Drill<'a> {
             warm_at: None,
             breakdowns: BTreeMap::new(),
             panels: Vec::new(),
+            benches: Vec::new(),
+            cut: BTreeMap::new(),
+            onset: Duration::ZERO,
             latency: BTreeMap::new(),
             tail: Duration::ZERO,
             foreign: &NO_FOREIGN,
@@ -335,6 +247,7 @@ impl<'a> Drill<'a> {
             Chaos::FixtureReset(f) => self.latency.remove(f).unwrap_or_default(),
             _ => Duration::ZERO,
         };
+        self.note_workers(&action);
         // A Teams fault is not a change of the monitored system:
         // windows still count from the last fault of the stack.
         if !matches!(action, Chaos::TeamsFault(..) | Chaos::TeamsReset(_)) {
@@ -432,11 +345,7 @@ impl<'a> Drill<'a> {
                 let plan = load::Plan {
                     url: self.running.url(&l.target)?,
                     method: route.method.clone(),
-                    path: if l.path == route.path {
-                        route.request_path()
-                    } else {
-                        l.path.clone()
-                    },
+                    path: route.path_for(&l.path),
                     body: route.body.as_ref().map(|b| b.to_string()),
                     shape: l.shape(self.scenario.doc.time_scale),
                     duration: l
@@ -471,6 +380,8 @@ impl<'a> Drill<'a> {
             Step::ExpectResolved(a) => self.expect_resolved(a).await,
             Step::ExpectTeams(t) => self.expect_teams(t).await,
             Step::ExpectDashboards(d) => self.expect_dashboards(d).await,
+            Step::Bench(b) => self.bench(b).await,
+            Step::ExpectCapacity(e) => self.expect_capacity(e),
         }
     }
 
@@ -555,7 +466,10 @@ impl<'a> Drill<'a> {
         name: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<(crate::spec::prometheus::AlertRule, Timing)> {
-        Timing::of(self.eff, name, labels).ok_or_else(|| err!(Component, "no alerting rule {name}"))
+        let (rule, mut t) = Timing::of(self.eff, name, labels)
+            .ok_or_else(|| err!(Component, "no alerting rule {name}"))?;
+        t.onset = self.onset;
+        Ok((rule, t))
     }
 
     fn fault_time(&self) -> DateTime<Utc> {

@@ -30,6 +30,8 @@ struct DrillView<'a> {
     steps: Vec<(String, String, String, String)>,
     timelines: Vec<Timeline>,
     loads: Vec<(String, String, Vec<String>)>,
+    /// Each bench: title, text, latency-against-rate chart.
+    benches: Vec<(String, String, String)>,
     panels: Vec<PanelView>,
     /// Panel targets not run, by reason: (reason, how many).
     skipped_panels: Vec<(String, usize)>,
@@ -175,6 +177,7 @@ fn view(r: &DrillReport) -> DrillView<'_> {
         steps,
         timelines: r.breakdowns.iter().map(timeline).collect(),
         loads,
+        benches: r.benches.iter().map(super::bench_chart::view).collect(),
         panels,
     }
 }
@@ -286,7 +289,7 @@ fn timeline(b: &Breakdown) -> Timeline {
 
 /// Draws a chart on a white SVG of `size`; a drawing that fails (it does
 /// not with the SVG backend) leaves what was drawn, and says so in the log.
-fn svg_chart(
+pub(super) fn svg_chart(
     size: (u32, u32),
     what: &str,
     draw: impl FnOnce(

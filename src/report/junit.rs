@@ -26,6 +26,7 @@ pub fn junit(reports: &[DrillReport]) -> String {
     let mut out = Report::new("firedrill");
     for r in reports {
         let mut suite = TestSuite::new(r.scenario.clone());
+        bench_properties(&mut suite, r);
         if let Some(why) = &r.skipped {
             let mut s = TestCaseStatus::skipped();
             s.set_message(why.clone());
@@ -91,6 +92,26 @@ pub fn junit(reports: &[DrillReport]) -> String {
         out.add_test_suite(suite);
     }
     out.to_string().unwrap_or_default()
+}
+
+/// A drill's bench figures as suite properties, for CI to chart the knee
+/// across runs.
+fn bench_properties(suite: &mut TestSuite, r: &DrillReport) {
+    let knee = |v: Option<f64>| v.map_or("none".to_string(), |k| format!("{k:.1}"));
+    for (i, b) in r.benches.iter().enumerate() {
+        for (name, value) in [
+            ("url", b.url.clone()),
+            ("knee_rps", knee(b.knee_rps)),
+            ("knee_min_rps", knee(b.knee.min)),
+            ("knee_max_rps", knee(b.knee.max)),
+            ("steps", b.steps.len().to_string()),
+        ] {
+            suite.add_property(quick_junit::Property::new(
+                format!("bench.{i}.{name}"),
+                value,
+            ));
+        }
+    }
 }
 
 /// One test case per file, failing with its errors; warnings go to system-out.

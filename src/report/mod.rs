@@ -3,6 +3,7 @@
 
 mod junit;
 
+mod bench_chart;
 mod html;
 mod text;
 
@@ -39,6 +40,10 @@ pub enum StepKind {
     ExpectTeams,
     /// An `expect_dashboards` step: every dashboard panel must have data.
     ExpectDashboards,
+    /// A `bench` step: a capacity search.
+    Bench,
+    /// An `expect_capacity` step: the knee is at least a rate.
+    ExpectCapacity,
     /// Precondition: the loads answer and Prometheus holds their series.
     Warm,
     /// Precondition: the alerts about to be provoked are inactive.
@@ -59,6 +64,8 @@ impl StepKind {
             Step::ExpectResolved(_) => StepKind::ExpectResolved,
             Step::ExpectTeams(_) => StepKind::ExpectTeams,
             Step::ExpectDashboards(_) => StepKind::ExpectDashboards,
+            Step::Bench(_) => StepKind::Bench,
+            Step::ExpectCapacity(_) => StepKind::ExpectCapacity,
         }
     }
 
@@ -73,6 +80,8 @@ impl StepKind {
             StepKind::ExpectResolved => "expect_resolved",
             StepKind::ExpectTeams => "expect_teams",
             StepKind::ExpectDashboards => "expect_dashboards",
+            StepKind::Bench => "bench",
+            StepKind::ExpectCapacity => "expect_capacity",
             StepKind::Warm => "warm",
             StepKind::Calm => "calm",
             StepKind::Covered => "covered",
@@ -84,7 +93,7 @@ impl StepKind {
     pub fn is_check(self) -> bool {
         !matches!(
             self,
-            StepKind::Load | StepKind::Chaos | StepKind::Wait | StepKind::Covered
+            StepKind::Load | StepKind::Chaos | StepKind::Wait | StepKind::Covered | StepKind::Bench
         )
     }
 
@@ -251,6 +260,8 @@ pub struct DrillReport {
     pub interrupted: bool,
     /// Alerts that fired though no step expected them (the false-alert guard).
     pub unexpected_alerts: Vec<String>,
+    /// What each `bench` step found: its steps, knee and alert headroom.
+    pub benches: Vec<crate::bench::BenchReport>,
     /// Every panel target an `expect_dashboards` step ran.
     pub panels: Vec<crate::panels::PanelCheck>,
     /// The cards the Teams mock received for the drill's alerts, refused
@@ -306,6 +317,7 @@ impl DrillReport {
             skipped: None,
             interrupted: false,
             unexpected_alerts: vec![],
+            benches: vec![],
             panels: vec![],
             cards: vec![],
             attempts: vec![],

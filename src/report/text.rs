@@ -241,6 +241,11 @@ impl DrillReport {
                 l.summary.line()
             ));
         }
+        for b in &self.benches {
+            for l in b.render().lines() {
+                out.push_str(&format!("  {l}\n"));
+            }
+        }
         if self.not_run > 0 {
             out.push_str(&format!("  {} step(s) not run\n", self.not_run));
         }

@@ -45,6 +45,17 @@ impl Footprint {
                         f.chaos(sc, action, &mut alone);
                     }
                 }
+                // Its latencies are the machine's: a drill beside would
+                // move the knee, and its load every drill beside feels.
+                Step::Bench(b) => {
+                    f.services.insert(b.target.clone());
+                    let why = format!(
+                        "it benches {}, whose latencies every process of the machine moves",
+                        b.target
+                    );
+                    alone.push(why.clone());
+                    f.host.get_or_insert(why);
+                }
                 Step::ExpectDashboards(_) => alone.push(
                     "it checks every dashboard panel, which other drills' faults change".into(),
                 ),

@@ -93,6 +93,9 @@ pub struct Timing {
     /// Latency the undo took away: requests already in flight still take
     /// it, and are observed when they end.
     pub inflight_tail: Duration,
+    /// How long the fault takes to show in the data after it is set (a
+    /// queue filling before requests are shed).
+    pub onset: Duration,
 }
 
 impl Timing {
@@ -140,6 +143,7 @@ impl Timing {
             group_interval: route.as_ref().map(|r| r.group_interval).unwrap_or_default(),
             slack: BASE_SLACK.max(rule.eval_interval),
             inflight_tail: Duration::ZERO,
+            onset: Duration::ZERO,
         }
     }
 
@@ -149,7 +153,7 @@ impl Timing {
     }
     /// fault → firing: D + for + 2·evaluation + slack.
     pub fn fire_bound(&self) -> Duration {
-        self.detect() + self.for_ + 2 * self.eval_interval + self.slack
+        self.onset + self.detect() + self.for_ + 2 * self.eval_interval + self.slack
     }
     /// fault → Teams: the firing bound plus the route's group_wait.
     pub fn teams_bound(&self) -> Duration {
@@ -166,8 +170,13 @@ impl Timing {
 
     /// How the firing bound is made up, for the report.
     pub fn explain_fire(&self) -> String {
+        let onset = if self.onset.is_zero() {
+            String::new()
+        } else {
+            format!("onset {} + ", s(self.onset))
+        };
         format!(
-            "D {} (scrape {} + timeout {} + window {}) + for {} + 2×eval {} + slack {}",
+            "{onset}D {} (scrape {} + timeout {} + window {}) + for {} + 2×eval {} + slack {}",
             s(self.detect()),
             s(self.scrape_interval),
             s(self.scrape_timeout),
@@ -393,7 +402,9 @@ pub fn lower_bound(doc: &ScenarioDoc, eff: &Effective, inputs: BoundInputs) -> D
                 }
             }
             Step::ExpectDashboards(_) => t = t.max(warm_at + inputs.panel_window),
-            Step::ExpectResolved(_) => {}
+            // One rate held at least, the SLO broken at the first.
+            Step::Bench(b) => t += b.search().step.0,
+            Step::ExpectResolved(_) | Step::ExpectCapacity(_) => {}
         }
     }
     t
@@ -477,6 +488,7 @@ mod tests {
             group_interval: Duration::from_secs(300),
             slack: Duration::from_secs(15),
             inflight_tail: Duration::ZERO,
+            onset: Duration::ZERO,
         }
     }
 

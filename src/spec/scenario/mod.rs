@@ -283,6 +283,64 @@ pub struct Excused {
     pub reason: String,
 }
 
+/// A `bench` step: a capacity search on a fixture's route (issue 15), the
+/// knee then judged by `expect_capacity`. Its steps are not scaled by
+/// `time_scale`: each is a measurement's window, not the stack's.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchStep {
+    /// The fixture service benched.
+    pub target: String,
+    /// The route path, default `/`.
+    #[serde(default = "root")]
+    pub path: String,
+    /// What must hold (`{p99: 250ms, errors: 1%}`).
+    pub slo: crate::spec::bench::Slo,
+    /// The first rate tried.
+    pub from: Rate,
+    /// The last rate tried.
+    pub to: Rate,
+    /// Rates tried from `from` to `to` (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u32>,
+    /// Halvings after the rate broke the SLO (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refine: Option<u32>,
+    /// How long each rate is held (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<Dur>,
+    /// Whole searches, for the knee's spread (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
+    /// A request past it is an error (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Dur>,
+}
+
+impl BenchStep {
+    /// The search it asks for, defaults filled in.
+    pub fn search(&self) -> crate::spec::bench::Search {
+        let d = crate::spec::bench::Search::new(self.slo.clone(), self.from.0, self.to.0);
+        crate::spec::bench::Search {
+            steps: self.steps.unwrap_or(d.steps),
+            refine: self.refine.unwrap_or(d.refine),
+            step: self.step.unwrap_or(d.step),
+            repeat: self.repeat.unwrap_or(d.repeat),
+            timeout: self.timeout.unwrap_or(d.timeout),
+            ..d
+        }
+    }
+}
+
+/// An `expect_capacity` step: the knee of the last `bench` is at least
+/// `at_least` (a CI gate in the manner of k6 thresholds).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectCapacity {
+    /// The least knee that passes (`300/s`).
+    pub at_least: Rate,
+}
+
 /// A `wait` step: a pause.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -312,6 +370,10 @@ pub enum Step {
     ExpectDashboards(ExpectDashboards),
     /// Pauses the drill for a while.
     Wait(Wait),
+    /// Searches a route's capacity at an SLO.
+    Bench(Box<BenchStep>),
+    /// Checks the last bench's knee against a floor.
+    ExpectCapacity(ExpectCapacity),
 }
 
 /// A scenario file as written.

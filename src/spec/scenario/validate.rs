@@ -52,6 +52,16 @@ pub(super) fn scenario(s: &Scenario) -> Result<(), SpecErrors> {
                 }
             }
             Step::ExpectDashboards(d) => c.dashboards(&at, d),
+            Step::Bench(b) => c.bench(&at, b),
+            Step::ExpectCapacity(_) => {
+                let benched = s.doc.steps[..i].iter().any(|x| matches!(x, Step::Bench(_)));
+                if !benched {
+                    c.push(
+                        &format!("{at}.expect_capacity"),
+                        "expect_capacity judges the knee of a `bench` step before it",
+                    );
+                }
+            }
             Step::ExpectQuiet(_) | Step::Wait(_) => {}
         }
     }
@@ -132,23 +142,35 @@ impl Checker<'_> {
                 format!("in_flight is between 1 and {most}"),
             );
         }
-        let at_t = format!("{at}.load.target");
-        if !self.service(&at_t, &l.target) {
+        self.route(&format!("{at}.load"), &l.target, &l.path);
+    }
+
+    /// `target` must be a fixture service that serves `path` (`at` is the
+    /// step's key: `steps.0.load`).
+    fn route(&mut self, at: &str, target: &str, path: &str) {
+        let at_t = format!("{at}.target");
+        if !self.service(&at_t, target) {
             return;
         }
-        match self.stack.fixtures.get(&l.target) {
+        match self.stack.fixtures.get(target) {
             None => self.push(
                 &at_t,
-                format!(
-                    "`{}` is not a fixture: load goes to a fixture service",
-                    l.target
-                ),
+                format!("`{target}` is not a fixture: load goes to a fixture service"),
             ),
-            Some(p) if p.route(&l.path).is_none() => self.push(
-                &format!("{at}.load.path"),
-                format!("fixture `{}` serves no route `{}`", l.target, l.path),
+            Some(p) if p.route(path).is_none() => self.push(
+                &format!("{at}.path"),
+                format!("fixture `{target}` serves no route `{path}`"),
             ),
             _ => {}
+        }
+    }
+
+    fn bench(&mut self, at: &str, b: &super::BenchStep) {
+        let at_b = format!("{at}.bench");
+        self.route(&at_b, &b.target, &b.path);
+        for (field, why) in b.search().problems() {
+            // A default the step left out is placed at the step (its parent).
+            self.push(&format!("{at_b}.{field}"), why);
         }
     }
 
