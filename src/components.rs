@@ -172,6 +172,9 @@ pub enum Catalogue {
     Static(&'static str),
     /// None known without running it.
     Unknown,
+    /// It speaks no Prometheus exposition on its port (a database's wire
+    /// protocol): what it speaks, for the lint that finds it scraped.
+    NoExposition(&'static str),
 }
 
 fn listen(port: u16) -> String {
@@ -402,6 +405,7 @@ pub const TABLE: [Component; 10] = [
         ready: Ready::Tcp,
         // PostgreSQL refuses to run as root.
         owner: IMAGE_USER,
+        catalogue: Catalogue::NoExposition("PostgreSQL speaks its wire protocol there"),
         ..PLAIN
     },
     Component {

@@ -165,6 +165,23 @@ fn provisioned_datasources(prov: &Path, r: &mut Report) -> Vec<Datasource> {
     out
 }
 
+/// A provisioning file on its own: its datasources or dashboard providers
+/// parse (where they point is a stack's to check).
+pub fn provisioned_file(path: &Path, r: &mut Report) {
+    let src = match Source::read(path) {
+        Ok(s) => s,
+        Err(e) => return r.findings.push(from_spec(&e)),
+    };
+    let parsed = if src.text.contains("datasources:") {
+        src.parse::<DatasourcesFile>().map(drop)
+    } else {
+        src.parse::<ProvidersFile>().map(drop)
+    };
+    if let Err(e) = parsed {
+        r.findings.push(from_spec(&e));
+    }
+}
+
 /// The dashboard files a providers file loads from the stack's
 /// `dashboards` folder (mounted at [`DASHBOARDS_IN_CONTAINER`]).
 fn provided_dashboards(
@@ -371,6 +388,20 @@ pub fn lint_file(path: &Path, ctx: Option<&StackContext>) -> Report {
             Ok(ast) => {
                 if let Some(ctx) = ctx {
                     r.findings.extend(ctx.catalog.check(&ast, &src, &t.path));
+                    if ctx.catalog.standalone_cadvisor() {
+                        let title = &t.panel_title;
+                        r.findings
+                            .extend(super::semantic::kubelet_labels(&ast).into_iter().map(|m| {
+                                Finding::at(
+                                    "kubelet-labels",
+                                    Severity::Warning,
+                                    &src,
+                                    &t.path,
+                                    format!("panel `{title}`: {m}"),
+                                )
+                                .help(super::semantic::KUBELET_HELP)
+                            }));
+                    }
                 }
             }
             Err(e) => r.findings.push(

@@ -69,6 +69,10 @@ enum Exposure {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     jobs: BTreeMap<String, Exposure>,
+    /// The type of each name whose fixture profile says it.
+    types: BTreeMap<String, MetricType>,
+    /// The stack runs cAdvisor standalone (no kubelet adds its labels).
+    cadvisor: bool,
     recorded: BTreeSet<String>,
     live: Option<Live>,
 }
@@ -140,6 +144,23 @@ pub fn profile_names(p: &crate::spec::fixture::Profile) -> BTreeSet<String> {
     out
 }
 
+/// The type of each name a fixture profile's families become: a
+/// histogram's `_bucket`, `_sum` and `_count` are counters.
+fn profile_types(p: &crate::spec::fixture::Profile) -> Vec<(String, MetricType)> {
+    let mut out = Vec::new();
+    for f in &p.families {
+        match f.type_ {
+            MetricType::Histogram => {
+                for s in ["_bucket", "_sum", "_count"] {
+                    out.push((format!("{}{s}", f.name), MetricType::Counter));
+                }
+            }
+            t => out.push((f.name.clone(), t)),
+        }
+    }
+    out
+}
+
 fn catalog_names(yaml: &str) -> BTreeSet<String> {
     #[derive(serde::Deserialize)]
     struct C {
@@ -151,6 +172,16 @@ fn catalog_names(yaml: &str) -> BTreeSet<String> {
 }
 
 impl Catalog {
+    /// Whether the stack runs cAdvisor standalone.
+    pub fn standalone_cadvisor(&self) -> bool {
+        self.cadvisor
+    }
+
+    /// The type of `name`, where a fixture profile of the stack says it.
+    pub fn type_of(&self, name: &str) -> Option<MetricType> {
+        self.types.get(name).copied()
+    }
+
     /// The jobs whose static catalog has `name`.
     pub fn jobs_exposing(&self, name: &str) -> Vec<&str> {
         self.jobs
@@ -163,6 +194,7 @@ impl Catalog {
     /// What each scrape job of `stack` exposes, from its targets' catalogs, its recording rules and `live`.
     pub fn of_stack(stack: &Stack, live: Option<Live>) -> Catalog {
         let mut jobs = BTreeMap::new();
+        let mut types = BTreeMap::new();
         for sc in &stack.prometheus.config.scrape_configs {
             let mut names = BTreeSet::new();
             let mut unknown = None;
@@ -170,7 +202,14 @@ impl Catalog {
                 let host = t.rsplit_once(':').map(|(h, _)| h).unwrap_or(t);
                 let kind = stack.service(host).map(|s| s.kind);
                 match kind.map(|k| components::of(k).catalogue) {
-                    Some(Catalogue::Profile) => names.extend(profile_names(&stack.fixtures[host])),
+                    Some(Catalogue::Profile) => {
+                        let p = &stack.fixtures[host];
+                        names.extend(profile_names(p));
+                        types.extend(profile_types(p));
+                    }
+                    Some(Catalogue::NoExposition(why)) => {
+                        unknown = Some(format!("{host} exposes no metrics: {why}"))
+                    }
                     Some(Catalogue::Static(yaml)) => names.extend(catalog_names(yaml)),
                     Some(Catalogue::Unknown) => {
                         unknown = Some(format!(
@@ -197,6 +236,12 @@ impl Catalog {
             .collect();
         Catalog {
             jobs,
+            types,
+            cadvisor: stack
+                .doc
+                .services
+                .values()
+                .any(|s| s.kind == crate::spec::stack::Kind::Cadvisor),
             recorded,
             live,
         }

@@ -11,6 +11,7 @@ pub mod output;
 pub mod routing;
 pub mod rules;
 pub mod secrets;
+pub mod semantic;
 
 use crate::error::Pos;
 use crate::spec::source::Source;
@@ -157,6 +158,11 @@ pub fn lint_path(path: &Path, opts: &Options) -> Report {
         Kind::Dashboard => dashboards::lint_file(path, None),
         Kind::Rules => rules::lint_file(path),
         Kind::Stack => lint_stack(path, opts, &mut ignores),
+        // A promtool unit-test file: its rule files are what lint checks
+        // (the tests themselves are `promtool test rules`' to run).
+        Kind::PrometheusConfig | Kind::UnitTests => lint_prometheus(path),
+        Kind::AlertmanagerConfig => lint_alertmanager(path),
+        Kind::Provisioning => lint_provisioning(path),
     };
     silence(&mut report, &ignores);
     report
@@ -165,22 +171,92 @@ pub fn lint_path(path: &Path, opts: &Options) -> Report {
     report
 }
 
+/// What a file given to lint is, told by its content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Stack,
     Rules,
     Dashboard,
+    PrometheusConfig,
+    UnitTests,
+    AlertmanagerConfig,
+    Provisioning,
 }
 
+/// A file's kind by its top-level keys (JSON: a dashboard); one that
+/// cannot be told is read as a rule file, whose errors then say why.
 fn kind_of(path: &Path) -> Kind {
     if path.extension().is_some_and(|e| e == "json") {
         return Kind::Dashboard;
     }
     let text = std::fs::read_to_string(path).unwrap_or_default();
-    if text.lines().any(|l| l.starts_with("services:")) {
+    let keys: Vec<String> = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text) {
+        Ok(serde_yaml_ng::Value::Mapping(m)) => m
+            .keys()
+            .filter_map(|k| k.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let has = |k: &str| keys.iter().any(|x| x == k);
+    if has("services") {
         Kind::Stack
+    } else if has("groups") {
+        Kind::Rules
+    } else if has("tests") {
+        Kind::UnitTests
+    } else if has("scrape_configs") || has("global") && !has("route") || has("rule_files") {
+        Kind::PrometheusConfig
+    } else if has("route") || has("receivers") {
+        Kind::AlertmanagerConfig
+    } else if has("apiVersion") && (has("datasources") || has("providers")) {
+        Kind::Provisioning
     } else {
         Kind::Rules
     }
+}
+
+/// A Prometheus config on its own: it parses, its rule files parse and
+/// are linted, its scrape targets speak the exposition.
+fn lint_prometheus(path: &Path) -> Report {
+    let mut report = Report {
+        files: 1,
+        ..Default::default()
+    };
+    match crate::spec::prometheus::Prometheus::load(path) {
+        Ok(p) => {
+            report.files += p.rule_files.len();
+            for rf in &p.rule_files {
+                report.merge(rules::lint_rules(rf, None));
+            }
+            report.findings.extend(rules::duplicates(&p.rule_files));
+            report.findings.extend(semantic::scrape_targets(&p, None));
+        }
+        Err(e) => report.findings.extend(e.errors.iter().map(from_spec)),
+    }
+    report
+}
+
+/// An Alertmanager config on its own: it parses, and its routes reach a
+/// receiver.
+fn lint_alertmanager(path: &Path) -> Report {
+    let mut report = Report {
+        files: 1,
+        ..Default::default()
+    };
+    if let Err(e) = crate::spec::alertmanager::Alertmanager::load(path) {
+        report.findings.push(from_spec(&e));
+    }
+    report
+}
+
+/// Grafana provisioning on its own: its datasources or providers parse.
+fn lint_provisioning(path: &Path) -> Report {
+    let mut report = Report {
+        files: 1,
+        ..Default::default()
+    };
+    dashboards::provisioned_file(path, &mut report);
+    report
 }
 
 /// Lints a whole stack: its configs, rule files, routing, dashboards, secrets.
@@ -211,6 +287,9 @@ fn lint_stack(path: &Path, opts: &Options, ignores: &mut Vec<(PathBuf, String, S
     report
         .findings
         .extend(rules::duplicates(&stack.prometheus.rule_files));
+    report
+        .findings
+        .extend(semantic::scrape_targets(&stack.prometheus, Some(&stack)));
     report.merge(routing::lint_routing(&stack));
     report.merge(dashboards::lint_stack_dashboards(&stack, &catalog));
     report.findings.extend(secrets::lint_stack(&stack));

@@ -48,10 +48,12 @@ pub fn lint_rules(rf: &RuleFile, stack: Option<(&Stack, &Catalog)>) -> Report {
             let Ok(ast) = parser::parse(&rule.expr) else {
                 continue;
             };
+            // A risk that depends on the data, not a certain failure: many
+            // valid rules match one-to-one on series that are unique.
             r.findings.extend(vector_matching(&ast).map(|m| {
                 Finding::at(
                     "vector-matching",
-                    Severity::Error,
+                    Severity::Warning,
                     src,
                     &format!("{at}.expr"),
                     m,
@@ -71,31 +73,12 @@ pub fn lint_rules(rf: &RuleFile, stack: Option<(&Stack, &Catalog)>) -> Report {
                     ));
                 }
             }
+            if rule.alert.is_some() {
+                r.findings
+                    .extend(semantic(&ast, stack.map(|s| s.1), src, &at));
+            }
             if let Some(name) = &rule.alert {
-                if !rule.labels.contains_key("severity") {
-                    r.findings.push(
-                        Finding::at(
-                            "alert-severity",
-                            Severity::Warning,
-                            src,
-                            &at,
-                            format!("alert `{name}` has no `severity` label"),
-                        )
-                        .help("routing and on-call paging usually key on severity"),
-                    );
-                }
-                if !rule.annotations.contains_key("summary") {
-                    r.findings.push(
-                        Finding::at(
-                            "alert-summary",
-                            Severity::Warning,
-                            src,
-                            &at,
-                            format!("alert `{name}` has no `summary` annotation"),
-                        )
-                        .help("the notification's one-line text comes from it"),
-                    );
-                }
+                r.findings.extend(hygiene(rule, name, src, &at));
             }
             for (kind, map) in [("labels", &rule.labels), ("annotations", &rule.annotations)] {
                 for (k, v) in map {
@@ -113,6 +96,62 @@ pub fn lint_rules(rf: &RuleFile, stack: Option<(&Stack, &Catalog)>) -> Report {
         }
     }
     r
+}
+
+/// An alert's hygiene: a severity label and a summary annotation.
+fn hygiene(
+    rule: &crate::spec::prometheus::Rule,
+    name: &str,
+    src: &Source,
+    at: &str,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    if !rule.labels.contains_key("severity") {
+        out.push(
+            Finding::at(
+                "alert-severity",
+                Severity::Warning,
+                src,
+                at,
+                format!("alert `{name}` has no `severity` label"),
+            )
+            .help("routing and on-call paging usually key on severity"),
+        );
+    }
+    if !rule.annotations.contains_key("summary") {
+        out.push(
+            Finding::at(
+                "alert-summary",
+                Severity::Warning,
+                src,
+                at,
+                format!("alert `{name}` has no `summary` annotation"),
+            )
+            .help("the notification's one-line text comes from it"),
+        );
+    }
+    out
+}
+
+/// What an alert's expression gets wrong though it parses: a counter
+/// against a constant; kubelet labels on the stack's standalone cAdvisor.
+fn semantic(ast: &Expr, catalog: Option<&Catalog>, src: &Source, at: &str) -> Vec<Finding> {
+    let expr = format!("{at}.expr");
+    let mut out: Vec<Finding> = super::semantic::counter_vs_constant(ast, catalog)
+        .into_iter()
+        .map(|(sev, m)| {
+            let name = m.split('`').nth(1).unwrap_or("x").to_string();
+            Finding::at("counter-constant", sev, src, &expr, m)
+                .help(super::semantic::counter_help(&name))
+        })
+        .collect();
+    if catalog.is_some_and(Catalog::standalone_cadvisor) {
+        out.extend(super::semantic::kubelet_labels(ast).into_iter().map(|m| {
+            Finding::at("kubelet-labels", Severity::Error, src, &expr, m)
+                .help(super::semantic::KUBELET_HELP)
+        }));
+    }
+    out
 }
 
 /// An `up`-based alert whose `for` is under two scrape intervals fires on one failed scrape.
