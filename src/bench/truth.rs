@@ -173,7 +173,7 @@ pub fn buckets(text: &str, family: &str, matchers: &[(String, String)]) -> Vec<(
         let Some(rest) = line.strip_prefix(&prefix) else {
             continue;
         };
-        let Some((labels, value)) = split_labels(rest) else {
+        let Some((labels, value)) = crate::observe::exposition::labels(rest) else {
             continue;
         };
         let Some(le) = labels.iter().find(|(k, _)| k == "le") else {
@@ -209,7 +209,7 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
             continue;
         };
         let value = match rest.chars().next() {
-            Some('{') => split_labels(&rest[1..])?.1,
+            Some('{') => crate::observe::exposition::labels(&rest[1..])?.1,
             Some(' ') => rest,
             _ => continue, // a longer name that begins with this one
         };
@@ -218,42 +218,6 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
         }
     }
     sum
-}
-
-/// `k="v",…}` then the rest of the line: the labels (escapes undone, so a
-/// `}` or `,` inside a value is a character of it) and what follows.
-fn split_labels(s: &str) -> Option<(Vec<(String, String)>, &str)> {
-    let mut out = Vec::new();
-    let mut chars = s.char_indices().peekable();
-    loop {
-        while chars.peek().is_some_and(|(_, c)| *c == ',' || *c == ' ') {
-            chars.next();
-        }
-        let (start, c) = *chars.peek()?;
-        if c == '}' {
-            return Some((out, &s[start + 1..]));
-        }
-        let eq = s[start..].find('=')? + start;
-        let key = s[start..eq].trim().to_string();
-        while chars.peek().is_some_and(|(i, _)| *i <= eq) {
-            chars.next();
-        }
-        if chars.next()?.1 != '"' {
-            return None;
-        }
-        let mut value = String::new();
-        loop {
-            match chars.next()?.1 {
-                '"' => break,
-                '\\' => match chars.next()?.1 {
-                    'n' => value.push('\n'),
-                    c => value.push(c),
-                },
-                c => value.push(c),
-            }
-        }
-        out.push((key, value));
-    }
 }
 
 /// The increase of each bucket from `before` to `after` (a counter reset —

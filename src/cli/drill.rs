@@ -51,13 +51,23 @@ pub(crate) struct DrillArgs {
     /// Exit 0 when the only drills not passed at once are flaky.
     #[arg(long)]
     flaky_ok: bool,
+    /// Run only this job's share of the scenario files, for a CI matrix of
+    /// N jobs: `hash:I/N` (by file name, stable as files come and go) or
+    /// `count:I/N` (every N-th file from the I-th).
+    #[arg(long)]
+    partition: Option<suite::Partition>,
 }
 
 /// Runs the scenarios as a suite, printing as it goes; exit 0 when every
 /// drill passed, 1 when one failed, 2 when one could not run, 3 when one
 /// was inconclusive, 4 when one was flaky (unless `--flaky-ok`).
 pub(crate) async fn run(a: DrillArgs) -> Result<i32> {
-    let files = suite::scenario_files(&a.paths)?;
+    let mut files = suite::scenario_files(&a.paths)?;
+    if let Some(p) = a.partition {
+        let all = files.len();
+        files = p.select(&files);
+        println!("partition {p}: {} of {all} scenario file(s)", files.len());
+    }
     let bars = Bars::on_terminal();
     let out = bars.clone();
     let mut opts = Options::default()

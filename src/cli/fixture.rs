@@ -20,6 +20,30 @@ pub(crate) enum FixtureCommand {
     },
     /// Validate a profile and every variant it declares.
     Check { profile: PathBuf },
+    /// Write a profile from a live `/metrics` of this machine: families,
+    /// types, labels, buckets and the values seen; routes are yours to add.
+    Record {
+        /// http://127.0.0.1:PORT/metrics
+        url: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The profile's name.
+        #[arg(long, default_value = "recorded")]
+        name: String,
+    },
+    /// Write a profile for a service of a stack from what its rules and
+    /// dashboards select of it, to drill its alerts before it runs anywhere.
+    Infer {
+        /// The stack file.
+        stack: PathBuf,
+        /// The service whose metrics are inferred.
+        #[arg(long)]
+        service: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 pub(crate) async fn run(command: FixtureCommand) -> Result<i32> {
@@ -31,6 +55,29 @@ pub(crate) async fn run(command: FixtureCommand) -> Result<i32> {
         } => {
             let p = Profile::load_variant(&profile, variant.as_deref())?;
             fixture::serve_fixture(p, &listen).await?;
+        }
+        FixtureCommand::Record { url, out, name } => {
+            let (p, notes) = fixture::record::record(&url, &name).await?;
+            emit(
+                &fixture::record::to_yaml(&p, &notes, "recorded")?,
+                &p,
+                &notes,
+                out.as_deref(),
+            )?;
+        }
+        FixtureCommand::Infer {
+            stack,
+            service,
+            out,
+        } => {
+            let st = firedrill::spec::stack::Stack::load(&stack)?;
+            let (p, notes) = fixture::infer::infer(&st, &service)?;
+            emit(
+                &fixture::record::to_yaml(&p, &notes, "inferred")?,
+                &p,
+                &notes,
+                out.as_deref(),
+            )?;
         }
         FixtureCommand::Check { profile } => {
             let p = Profile::load(&profile)?;
@@ -49,6 +96,26 @@ pub(crate) async fn run(command: FixtureCommand) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Writes a made profile to `out` (else standard output), and its notes.
+fn emit(yaml: &str, p: &Profile, notes: &[String], out: Option<&Path>) -> Result<()> {
+    match out {
+        Some(path) => {
+            super::write(path, yaml.to_string())?;
+            eprintln!(
+                "wrote {}: {} families, {} route(s) to check",
+                path.display(),
+                p.families.len(),
+                p.routes.len()
+            );
+        }
+        None => print!("{yaml}"),
+    }
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    Ok(())
 }
 
 pub(crate) async fn teams_mock(listen: &str, token_file: &Path) -> Result<i32> {

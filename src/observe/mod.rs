@@ -4,6 +4,7 @@
 //! Shared below: the HTTP client, the text-format readers, time conversion.
 
 mod alertmanager;
+pub mod exposition;
 mod prometheus;
 mod teams;
 

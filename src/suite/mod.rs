@@ -11,8 +11,10 @@
 //! apart, and none of them needs the stack to itself. Each drill ignores the
 //! alerts its neighbours expect; everything else still fails it.
 
+mod partition;
 mod plan;
 
+pub use partition::Partition;
 pub use plan::{longest_first, plan, settle, Footprint, Group};
 
 use crate::drill::{self, Event, Foreign, Options};
