@@ -85,6 +85,7 @@ pub mod exporter;
 pub mod fixture;
 pub mod grafana;
 pub mod images;
+pub mod init;
 pub mod lint;
 pub mod load;
 pub mod observe;

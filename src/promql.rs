@@ -161,6 +161,18 @@ pub fn jobs(expr: &str) -> std::collections::BTreeSet<String> {
     jobs
 }
 
+/// The comparison operator with its sides swapped (`5 < x` is `x > 5`).
+pub fn flip_comparison(op: &str) -> String {
+    match op {
+        ">" => "<",
+        "<" => ">",
+        ">=" => "<=",
+        "<=" => ">=",
+        o => o,
+    }
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

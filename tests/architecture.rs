@@ -37,6 +37,8 @@ const RANKS: &[(&str, u32)] = &[
     ("drill", 11),
     ("suite", 12),
     ("coverage", 13),
+    // Drills written for a stack from its rules: reads what lint reads.
+    ("init", 13),
 ];
 
 /// Modules (or single files) that must stay pure: no Docker, HTTP, async

@@ -1099,3 +1099,21 @@ async fn capacity_gate_fails_when_workers_are_cut() {
     );
     assert_fails(&ws, "capacity", "expect_capacity", &["300.0/s"]).await;
 }
+
+/// `firedrill init` writes a drill per alert of seed 001 from its rules;
+/// each validates, and the latency one (the threshold doubled, on the
+/// histogram's quantile) passes on the stack: the generated fault really
+/// fires the alert, its card arrives, and the undo resolves it.
+#[tokio::test]
+async fn a_drill_generated_from_the_rules_passes() {
+    let ws = Workspace::new();
+    let out = ws.path("generated");
+    let w = firedrill::init::write_drills(&ws.path("stack/stack.yaml"), &out).unwrap();
+    assert_eq!(w.files.len(), 3, "{:?}", w.unclassified);
+    assert!(w.unclassified.is_empty(), "{:?}", w.unclassified);
+    for f in &w.files {
+        firedrill::Scenario::load(f, None).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    let r = run(&out.join("high-latency-p95.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+}

@@ -68,6 +68,16 @@ pub(crate) enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Write a drill per alert rule of a stack, by what its expression
+    /// needs to fire; list the alerts no fault fits, with why. No container.
+    Init {
+        /// The stack file.
+        #[arg(long)]
+        stack: PathBuf,
+        /// Where the scenarios go.
+        #[arg(long, default_value = "firedrill/scenarios")]
+        out: PathBuf,
+    },
     /// Validate scenarios and their stacks; starts no container.
     Check {
         #[arg(required = true)]
@@ -158,6 +168,22 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
             strict,
         } => coverage::run(&paths, stacks, json.as_deref(), strict),
         Command::Check { paths, stack } => check::run(&paths, stack.as_deref()),
+        Command::Init { stack, out } => {
+            let w = firedrill::init::write_drills(&stack, &out)?;
+            for f in &w.files {
+                println!("wrote {}", f.display());
+            }
+            for (alert, why) in &w.unclassified {
+                println!("no drill for {alert}: {why}");
+            }
+            println!(
+                "{} drill(s) written, {} alert(s) without one; check them: firedrill check {}",
+                w.files.len(),
+                w.unclassified.len(),
+                out.display()
+            );
+            Ok(0)
+        }
         Command::Images { source } => images::run(source).await,
         Command::Down { all, run } => down::run(all, run).await,
         Command::Fixture { command } => fixture::run(command).await,
