@@ -161,6 +161,22 @@ pub fn jobs(expr: &str) -> std::collections::BTreeSet<String> {
     jobs
 }
 
+/// The selector `e` is, through parentheses and `sum`/`max`/`min`/`avg`
+/// only: a side whose value is the metric's own (no arithmetic, no
+/// function), so a value pinned on the metric is the value compared.
+pub fn bare_selector(e: &Expr) -> Option<&promql_parser::parser::VectorSelector> {
+    match e {
+        Expr::VectorSelector(v) => Some(v),
+        Expr::Paren(p) => bare_selector(&p.expr),
+        Expr::Aggregate(a)
+            if matches!(a.op.to_string().as_str(), "sum" | "max" | "min" | "avg") =>
+        {
+            bare_selector(&a.expr)
+        }
+        _ => None,
+    }
+}
+
 /// The comparison operator with its sides swapped (`5 < x` is `x > 5`).
 pub fn flip_comparison(op: &str) -> String {
     match op {

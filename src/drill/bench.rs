@@ -20,6 +20,8 @@ fn histograms(profile: &Profile, route: &RouteSpec) -> Vec<HistogramSource> {
         .families
         .iter()
         .filter(|f| f.type_ == MetricType::Histogram && f.source == MetricSource::RequestDuration)
+        // One that counts only successes or errors is not what the client timed.
+        .filter(|f| f.on == crate::spec::fixture::On::All)
         .filter(|f| f.scale.is_none_or(|s| s == 1.0))
         .filter(|f| f.routes.is_empty() || f.routes.contains(&route.path))
         .map(|f| HistogramSource {
@@ -66,8 +68,13 @@ impl Drill<'_> {
         // The last step's series and alert states reach Prometheus within a
         // scrape and an evaluation.
         let cfg = &self.eff.prometheus.config;
-        tokio::time::sleep(cfg.scrape_interval() + cfg.evaluation_interval()).await;
         let jobs = crate::spec::prometheus::jobs_scraping(cfg, &b.target);
+        let scrape = jobs
+            .iter()
+            .map(|j| cfg.job_timing(j).0)
+            .max()
+            .unwrap_or_else(|| cfg.scrape_interval());
+        tokio::time::sleep(scrape + cfg.evaluation_interval()).await;
         if let Err(e) = self.prometheus_truth(&mut report, &hists, &jobs).await {
             tracing::warn!("Prometheus' quantiles for the bench: {e:#}");
         }
@@ -239,7 +246,15 @@ impl Drill<'_> {
                     .loads
                     .iter()
                     .filter(|a| a.target == f && r.matches(&a.load.plan.path))
-                    .map(|a| a.load.plan.shape.peak())
+                    // The rate each load sends now: ended loads send none.
+                    .map(|a| {
+                        let t = a.load.started().elapsed();
+                        if t >= a.load.plan.duration {
+                            0.0
+                        } else {
+                            a.load.plan.shape.rate_at(t)
+                        }
+                    })
                     .sum();
                 each(r, rate)
             })

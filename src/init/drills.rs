@@ -17,6 +17,12 @@ use promql_parser::parser::{self, Expr};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// A YAML scalar for any text: JSON's quoting, which YAML reads alike
+/// (a route such as `/items/{id}` or a name with `: ` stays one value).
+fn q(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_default()
+}
+
 /// The fault that makes an alert fire.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fault {
@@ -41,28 +47,34 @@ impl Fault {
     fn chaos(&self) -> (String, String) {
         let route = |r: &Option<String>| {
             r.as_ref()
-                .map_or(String::new(), |r| format!(", route: {r}"))
+                .map_or(String::new(), |r| format!(", route: {}", q(r)))
         };
+        let reset = |s: &str| format!("{{fixture: {}, reset: true}}", q(s));
         match self {
-            Fault::Stop(s) => (format!("{{stop: {s}}}"), format!("{{start: {s}}}")),
+            Fault::Stop(s) => (
+                format!("{{stop: {}}}", q(s)),
+                format!("{{start: {}}}", q(s)),
+            ),
             Fault::Latency(s, secs, r) => (
                 format!(
-                    "{{fixture: {s}, set: {{latency: {}ms{}}}}}",
+                    "{{fixture: {}, set: {{latency: {}ms{}}}}}",
+                    q(s),
                     (secs * 1000.0).round(),
                     route(r)
                 ),
-                format!("{{fixture: {s}, reset: true}}"),
+                reset(s),
             ),
             Fault::Errors(s, r) => (
                 format!(
-                    "{{fixture: {s}, set: {{error_ratio: 1.0, error_status: 500{}}}}}",
+                    "{{fixture: {}, set: {{error_ratio: 1.0, error_status: 500{}}}}}",
+                    q(s),
                     route(r)
                 ),
-                format!("{{fixture: {s}, reset: true}}"),
+                reset(s),
             ),
             Fault::Gauge(s, g, v) => (
-                format!("{{fixture: {s}, set: {{gauges: {{{g}: {v}}}}}}}"),
-                format!("{{fixture: {s}, reset: true}}"),
+                format!("{{fixture: {}, set: {{gauges: {{{}: {v}}}}}}}", q(s), q(g)),
+                reset(s),
             ),
         }
     }
@@ -193,6 +205,53 @@ fn errorish(side: &Expr) -> bool {
     })
 }
 
+/// Whether `side` is `histogram_quantile(q, …)` itself (through
+/// parentheses) of a `_seconds` histogram: Some(true); of another unit:
+/// Some(false); scaled or wrapped: None.
+fn quantile_of_seconds(side: &Expr) -> Option<bool> {
+    match side {
+        Expr::Paren(p) => quantile_of_seconds(&p.expr),
+        Expr::Call(c) if c.func.name == "histogram_quantile" => Some(
+            selectors(side)
+                .iter()
+                .filter_map(|s| s.name.as_deref())
+                .all(|n| n.ends_with("_seconds_bucket")),
+        ),
+        _ => None,
+    }
+}
+
+/// An exporter's view of its database (`pg_up == 0`): the database to stop.
+fn database_down(stack: &Stack, ast: &Expr, names: &[String]) -> Option<String> {
+    let down = names.iter().any(|n| n == "pg_up")
+        && comparison(ast).is_some_and(|(_, op, n)| op == "==" && n == 0.0);
+    down.then(|| {
+        stack
+            .doc
+            .services
+            .iter()
+            .find(|(_, s)| s.kind == Kind::Postgres)
+            .map(|(n, _)| n.clone())
+    })
+    .flatten()
+}
+
+/// A latency fault is set in seconds: the quantile compared must be one,
+/// unscaled, of a `_seconds` histogram, and below what a request waits.
+fn seconds_threshold(side: &Expr, n: f64) -> Result<(), String> {
+    match quantile_of_seconds(side) {
+        None => Err("its quantile is scaled or wrapped: write its latency fault yourself".into()),
+        Some(false) => Err(
+            "its quantile is not of a `_seconds` histogram: write its latency fault yourself"
+                .into(),
+        ),
+        Some(true) if n > 20.0 => Err(format!(
+            "its threshold of {n} s is past what a request waits for (20 s)"
+        )),
+        Some(true) => Ok(()),
+    }
+}
+
 /// The fault that fires `rule`, or why none fits.
 pub fn classify(stack: &Stack, catalog: &Catalog, rule: &AlertRule) -> Result<Fault, String> {
     let ast =
@@ -211,25 +270,15 @@ pub fn classify(stack: &Stack, catalog: &Catalog, rule: &AlertRule) -> Result<Fa
     };
     let names: Vec<String> = selectors(&ast).into_iter().filter_map(|s| s.name).collect();
     // `up == 0` on every job: stop one of its services, a fixture first.
-    let first = first.or_else(|| {
+    let any = || {
         let all: Vec<String> = cfg_services(stack);
         all.iter()
             .find(|s| stack.fixtures.contains_key(*s))
             .or(all.first())
             .cloned()
-    });
-    // An exporter's view of its database (`pg_up == 0`): stop the database.
-    if names.iter().any(|n| n == "pg_up")
-        && comparison(&ast).is_some_and(|(_, op, n)| op == "==" && n == 0.0)
-    {
-        if let Some((db, _)) = stack
-            .doc
-            .services
-            .iter()
-            .find(|(_, s)| s.kind == Kind::Postgres)
-        {
-            return Ok(Fault::Stop(db.clone()));
-        }
+    };
+    if let Some(db) = database_down(stack, &ast, &names) {
+        return Ok(Fault::Stop(db));
     }
     if has_call(&ast, "absent") || has_call(&ast, "absent_over_time") {
         return first
@@ -240,23 +289,25 @@ pub fn classify(stack: &Stack, catalog: &Catalog, rule: &AlertRule) -> Result<Fa
         comparison(&ast).ok_or("its expression is not a comparison with a constant")?;
     if names.iter().all(|x| x == "up") && (op == "==" && n == 0.0 || op == "<" && n <= 1.0) {
         return first
+            .or_else(any)
             .map(Fault::Stop)
             .ok_or("no service of the stack is scraped by the job it reads".into());
     }
     if has_call(side, "histogram_quantile") && op.starts_with('>') {
         let (s, p) = fixture(&first)?;
+        seconds_threshold(side, n)?;
         return Ok(Fault::Latency(
             s.clone(),
             (n * 2.0).max(n + 0.2),
             route_of(&ast, p),
         ));
     }
-    let errorish = errorish(side);
-    if errorish && op.starts_with('>') {
+    if errorish(side) && op.starts_with('>') {
         let (s, p) = fixture(&first)?;
         return Ok(Fault::Errors(s.clone(), route_of(&ast, p)));
     }
-    if let [g] = names.as_slice() {
+    let bare = crate::promql::bare_selector(side).is_some();
+    if let ([g], true) = (names.as_slice(), bare) {
         let (s, p) = fixture(&first)?;
         let gauge = p
             .families
@@ -280,7 +331,7 @@ pub fn classify(stack: &Stack, catalog: &Catalog, rule: &AlertRule) -> Result<Fa
 fn scenario(
     stack: &Stack,
     stack_rel: &str,
-    rule: &AlertRule,
+    (rule, stem): (&AlertRule, &str),
     fault: &Fault,
     beside: &[String],
 ) -> String {
@@ -291,22 +342,26 @@ fn scenario(
         1.0
     };
     let mut out = format!(
-        "# Generated by `firedrill init` from the alert rule {} (edit freely).\nname: {}\ndescription: {} fires when {}, and resolves when it is undone.\nstack: {stack_rel}\ntime_scale: {scale}\n",
-        rule.name,
-        file_stem(&rule.name),
-        rule.name,
-        match fault {
-            Fault::Stop(s) => format!("{s} stops"),
-            Fault::Latency(s, x, _) => format!("{s} answers {:.0} ms slower", x * 1000.0),
-            Fault::Errors(s, _) => format!("{s}'s requests fail"),
-            Fault::Gauge(s, g, v) => format!("{s}'s {g} reads {v}"),
-        }
+        "# Generated by `firedrill init` from an alert rule (edit freely).\nname: {}\ndescription: {}\nstack: {}\ntime_scale: {scale}\n",
+        q(stem),
+        q(&format!(
+            "{} fires when {}, and resolves when it is undone.",
+            rule.name,
+            match fault {
+                Fault::Stop(s) => format!("{s} stops"),
+                Fault::Latency(s, x, _) => format!("{s} answers {:.0} ms slower", x * 1000.0),
+                Fault::Errors(s, _) => format!("{s}'s requests fail"),
+                Fault::Gauge(s, g, v) => format!("{s}'s {g} reads {v}"),
+            }
+        )),
+        q(stack_rel)
     );
     if !beside.is_empty() {
         out.push_str("allow_alerts:\n");
         for b in beside {
             out.push_str(&format!(
-                "  - {{name: {b}, reason: the same fault provokes it}}\n"
+                "  - {{name: {}, reason: the same fault provokes it}}\n",
+                q(b)
             ));
         }
     }
@@ -318,9 +373,23 @@ fn scenario(
         }
         .or(p.routes.first());
         if let Some(r) = route {
+            // A route with workers serves workers ÷ its latency at most: keep
+            // the load at half of that under the fault, or its queue sheds
+            // and fires what the drill does not expect.
+            let added = match fault {
+                Fault::Latency(_, x, _) => *x,
+                _ => 0.0,
+            };
+            let rate = r.capacity.map_or(20.0, |c| {
+                let per = r.latency.mean().as_secs_f64() + added;
+                (0.5 * f64::from(c.workers) / per.max(1e-3))
+                    .clamp(1.0, 20.0)
+                    .floor()
+            });
             out.push_str(&format!(
-                "  - load: {{target: {svc}, path: {}, rate: 20/s}}\n",
-                r.path
+                "  - load: {{target: {}, path: {}, rate: {rate}/s}}\n",
+                q(svc),
+                q(&r.path)
             ));
         }
     }
@@ -331,7 +400,7 @@ fn scenario(
     ));
     out.push_str(&format!(
         "  - chaos: {set}\n  - expect_alert: {{name: {}}}\n",
-        rule.name
+        q(&rule.name)
     ));
     let teams = stack
         .doc
@@ -341,12 +410,12 @@ fn scenario(
     if teams {
         out.push_str(&format!(
             "  - expect_teams: {{alert: {}, status: firing}}\n",
-            rule.name
+            q(&rule.name)
         ));
     }
     out.push_str(&format!(
         "  - chaos: {undo}\n  - expect_resolved: {{name: {}}}\n",
-        rule.name
+        q(&rule.name)
     ));
     out
 }
@@ -399,10 +468,16 @@ pub fn draft(stack: &Stack, stack_rel: &str) -> Vec<Drafted> {
             by_fault.entry(key).or_default().push(r.name.clone());
         }
     }
+    // Two rules of one name (a warning and a critical one) get two files.
+    let mut stems: BTreeMap<String, usize> = BTreeMap::new();
     faults
         .iter()
         .map(|(r, f)| match f {
             Ok(fault) => {
+                let base = file_stem(&r.name);
+                let n = stems.entry(base.clone()).or_default();
+                *n += 1;
+                let stem = if *n == 1 { base } else { format!("{base}-{n}") };
                 let beside: Vec<String> = by_fault
                     .values()
                     .find(|v| v.contains(&r.name))
@@ -410,8 +485,8 @@ pub fn draft(stack: &Stack, stack_rel: &str) -> Vec<Drafted> {
                     .unwrap_or_default();
                 Drafted::Scenario {
                     alert: r.name.clone(),
-                    file: format!("{}.yaml", file_stem(&r.name)),
-                    text: scenario(stack, stack_rel, r, fault, &beside),
+                    file: format!("{stem}.yaml"),
+                    text: scenario(stack, stack_rel, (r, &stem), fault, &beside),
                 }
             }
             Err(why) => Drafted::Unclassified {

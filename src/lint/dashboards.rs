@@ -172,10 +172,15 @@ pub fn provisioned_file(path: &Path, r: &mut Report) {
         Ok(s) => s,
         Err(e) => return r.findings.push(from_spec(&e)),
     };
-    let parsed = if src.text.contains("datasources:") {
+    // Datasources and dashboard providers are checked; alerting
+    // provisioning (contact points, policies, rules) is Grafana's to read.
+    let keys: serde_yaml_ng::Value = serde_yaml_ng::from_str(&src.text).unwrap_or_default();
+    let parsed = if keys.get("datasources").is_some() {
         src.parse::<DatasourcesFile>().map(drop)
-    } else {
+    } else if keys.get("providers").is_some() {
         src.parse::<ProvidersFile>().map(drop)
+    } else {
+        Ok(())
     };
     if let Err(e) = parsed {
         r.findings.push(from_spec(&e));

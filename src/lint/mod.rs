@@ -198,6 +198,10 @@ fn kind_of(path: &Path) -> Kind {
         _ => Vec::new(),
     };
     let has = |k: &str| keys.iter().any(|x| x == k);
+    // Grafana provisioning first: its alerting files have `groups` too.
+    if has("apiVersion") {
+        return Kind::Provisioning;
+    }
     if has("services") {
         Kind::Stack
     } else if has("groups") {
@@ -208,8 +212,6 @@ fn kind_of(path: &Path) -> Kind {
         Kind::PrometheusConfig
     } else if has("route") || has("receivers") {
         Kind::AlertmanagerConfig
-    } else if has("apiVersion") && (has("datasources") || has("providers")) {
-        Kind::Provisioning
     } else {
         Kind::Rules
     }

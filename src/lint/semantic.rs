@@ -53,33 +53,72 @@ fn counter(name: &str, catalog: Option<&Catalog>) -> Option<Severity> {
     }
 }
 
-/// Each comparison of a counter with a constant in `ast`: the counter's
-/// name, the severity (error when its type is known) and the message.
+/// Each comparison of a counter with a constant in `ast`: the severity
+/// (error when its type is known and it decides the alert) and the message.
 pub fn counter_vs_constant(ast: &Expr, catalog: Option<&Catalog>) -> Vec<(Severity, String)> {
     let mut out = Vec::new();
-    let mut ast = ast.clone();
-    crate::promql::walk(&mut ast, &mut |e| {
-        let Expr::Binary(b) = e else { return };
-        if !b.op.is_comparison_operator() {
-            return;
-        }
-        let side = match (number(&b.lhs), number(&b.rhs)) {
-            (false, true) => &b.lhs,
-            (true, false) => &b.rhs,
-            _ => return,
-        };
-        let Some(v) = raw(side) else { return };
-        let Some(name) = v.name.clone() else { return };
-        if let Some(sev) = counter(&name, catalog) {
-            out.push((
-                sev,
-                format!(
-                    "`{name}` is a counter: it only grows (until its process restarts), so comparing it with a constant is true from the first increments on and stays true: the alert fires at baseline and never resolves"
-                ),
-            ));
-        }
-    });
+    visit(ast, false, catalog, &mut out);
     out
+}
+
+/// Walks `e`; `guard` is set under `and`/`unless`, where the other side
+/// decides whether the alert fires.
+fn visit(e: &Expr, guard: bool, catalog: Option<&Catalog>, out: &mut Vec<(Severity, String)>) {
+    match e {
+        Expr::Binary(b) if matches!(b.op.to_string().as_str(), "and" | "unless") => {
+            visit(&b.lhs, true, catalog, out);
+            visit(&b.rhs, true, catalog, out);
+        }
+        Expr::Binary(b) => {
+            if b.op.is_comparison_operator() {
+                compared(&b.lhs, &b.rhs, guard, catalog, out);
+            }
+            visit(&b.lhs, guard, catalog, out);
+            visit(&b.rhs, guard, catalog, out);
+        }
+        Expr::Paren(p) => visit(&p.expr, guard, catalog, out),
+        Expr::Aggregate(a) => visit(&a.expr, guard, catalog, out),
+        Expr::Unary(u) => visit(&u.expr, guard, catalog, out),
+        Expr::Subquery(s) => visit(&s.expr, guard, catalog, out),
+        Expr::Call(c) => {
+            for a in &c.args.args {
+                visit(a, guard, catalog, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// One comparison: a raw counter on one side, a number on the other.
+fn compared(
+    lhs: &Expr,
+    rhs: &Expr,
+    guard: bool,
+    catalog: Option<&Catalog>,
+    out: &mut Vec<(Severity, String)>,
+) {
+    let side = match (number(lhs), number(rhs)) {
+        (false, true) => lhs,
+        (true, false) => rhs,
+        _ => return,
+    };
+    let Some(name) = raw(side).and_then(|v| v.name.clone()) else {
+        return;
+    };
+    let Some(sev) = counter(&name, catalog) else {
+        return;
+    };
+    out.push(if guard {
+        (
+            Severity::Warning,
+            format!("`{name}` is a counter: as a guard of `and`/`unless`, comparing it with a constant holds for ever once passed, so it guards nothing after that"),
+        )
+    } else {
+        (
+            sev,
+            format!("`{name}` is a counter: it only grows (until its process restarts), so comparing it with a constant is true from the first increments on and stays true: the alert fires at baseline and never resolves"),
+        )
+    });
 }
 
 /// The help for [`counter_vs_constant`].
@@ -174,6 +213,9 @@ pub fn scrape_targets(prom: &Prometheus, stack: Option<&Stack>) -> Vec<Finding> 
     let mut out = Vec::new();
     for (i, sc) in prom.config.scrape_configs.iter().enumerate() {
         let path = sc.metrics_path.as_deref().unwrap_or("/metrics");
+        if sc.rewrites_address() {
+            continue; // a probe: its targets are what it probes, not what it scrapes
+        }
         for (j, c) in sc.static_configs.iter().enumerate() {
             for (k, t) in c.targets.iter().enumerate() {
                 let at = format!("scrape_configs.{i}.static_configs.{j}.targets.{k}");
@@ -258,6 +300,8 @@ mod tests {
             "sum by (job) (http_requests_total{code=~\"5..\"}) > 10",
             "0.8 < (process_cpu_seconds_total / 2)",
             "up == 0 or errors_total > 5",
+            // A guard: a warning too (by name alone it is one anyway).
+            "rate(errors_total[5m]) > 1 and requests_total > 100",
         ] {
             assert_eq!(cvc(bad), [Severity::Warning], "{bad}");
         }

@@ -62,6 +62,37 @@ impl Shape {
         }
     }
 
+    /// The rate `t` after the load's start.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        match self {
+            Shape::Constant { rate } => *rate,
+            Shape::Ramp { from, to, over } => {
+                let f = if over.is_zero() {
+                    1.0
+                } else {
+                    (t.as_secs_f64() / over.as_secs_f64()).min(1.0)
+                };
+                from + (to - from) * f
+            }
+            Shape::Steps { base, steps } => steps
+                .iter()
+                .rfind(|(_, after)| *after <= t)
+                .map_or(*base, |(r, _)| *r),
+            Shape::Spike {
+                base,
+                peak,
+                at,
+                for_,
+            } => {
+                if t >= *at && t < *at + *for_ {
+                    *peak
+                } else {
+                    *base
+                }
+            }
+        }
+    }
+
     /// The greatest rate the shape reaches.
     pub fn peak(&self) -> f64 {
         self.rates().into_iter().fold(0.0, f64::max)
@@ -269,6 +300,36 @@ mod tests {
 
     fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn the_rate_now_follows_the_shape() {
+        let ramp = Shape::Ramp {
+            from: 10.0,
+            to: 30.0,
+            over: secs(10.0),
+        };
+        assert_eq!(
+            (ramp.rate_at(secs(5.0)), ramp.rate_at(secs(60.0))),
+            (20.0, 30.0)
+        );
+        let steps = Shape::Steps {
+            base: 5.0,
+            steps: vec![(10.0, secs(2.0)), (20.0, secs(4.0))],
+        };
+        assert_eq!(steps.rate_at(secs(1.0)), 5.0);
+        assert_eq!(steps.rate_at(secs(3.0)), 10.0);
+        assert_eq!(steps.rate_at(secs(9.0)), 20.0);
+        let spike = Shape::Spike {
+            base: 1.0,
+            peak: 50.0,
+            at: secs(2.0),
+            for_: secs(1.0),
+        };
+        assert_eq!(
+            (spike.rate_at(secs(2.5)), spike.rate_at(secs(3.5))),
+            (50.0, 1.0)
+        );
     }
 
     #[test]

@@ -54,6 +54,25 @@ pub struct ScrapeConfig {
     /// The job's static target groups.
     #[serde(default)]
     pub static_configs: Vec<StaticConfig>,
+    /// Its relabelling, read only to tell whether a target's address is
+    /// rewritten (a blackbox probe's target is a parameter, not the address).
+    #[serde(default)]
+    pub relabel_configs: Vec<serde_yaml_ng::Value>,
+    /// URL parameters (a blackbox probe's `module`).
+    #[serde(default)]
+    pub params: Option<serde_yaml_ng::Value>,
+}
+
+impl ScrapeConfig {
+    /// Whether its targets are scraped at another address than their own:
+    /// a relabelling sets `__address__`, or it passes `params` (a probe).
+    pub fn rewrites_address(&self) -> bool {
+        self.params.is_some()
+            || self
+                .relabel_configs
+                .iter()
+                .any(|r| r.get("target_label").and_then(|v| v.as_str()) == Some("__address__"))
+    }
 }
 
 /// One entry of `alerting.alertmanagers`: where alerts are sent.
