@@ -366,32 +366,8 @@ fn scenario(
         }
     }
     out.push_str("steps:\n");
-    if let Some(p) = stack.fixtures.get(svc) {
-        let route = match fault {
-            Fault::Latency(_, _, Some(r)) | Fault::Errors(_, Some(r)) => p.route(r),
-            _ => None,
-        }
-        .or(p.routes.first());
-        if let Some(r) = route {
-            // A route with workers serves workers ÷ its latency at most: keep
-            // the load at half of that under the fault, or its queue sheds
-            // and fires what the drill does not expect.
-            let added = match fault {
-                Fault::Latency(_, x, _) => *x,
-                _ => 0.0,
-            };
-            let rate = r.capacity.map_or(20.0, |c| {
-                let per = r.latency.mean().as_secs_f64() + added;
-                (0.5 * f64::from(c.workers) / per.max(1e-3))
-                    .clamp(1.0, 20.0)
-                    .floor()
-            });
-            out.push_str(&format!(
-                "  - load: {{target: {}, path: {}, rate: {rate}/s}}\n",
-                q(svc),
-                q(&r.path)
-            ));
-        }
+    if let Some(line) = load_step(stack, svc, fault) {
+        out.push_str(&line);
     }
     let (set, undo) = fault.chaos();
     out.push_str(&format!(
@@ -418,6 +394,35 @@ fn scenario(
         q(&rule.name)
     ));
     out
+}
+
+/// The drill's load on the fixture `svc` (none for other services): on
+/// the route the fault names, else its first.
+fn load_step(stack: &Stack, svc: &str, fault: &Fault) -> Option<String> {
+    let p = stack.fixtures.get(svc)?;
+    let r = match fault {
+        Fault::Latency(_, _, Some(r)) | Fault::Errors(_, Some(r)) => p.route(r),
+        _ => None,
+    }
+    .or(p.routes.first())?;
+    // A route with workers serves workers ÷ its latency at most: keep the
+    // load at half of that under the fault, or its queue sheds and fires
+    // what the drill does not expect.
+    let added = match fault {
+        Fault::Latency(_, x, _) => *x,
+        _ => 0.0,
+    };
+    let rate = r.capacity.map_or(20.0, |c| {
+        let per = r.latency.mean().as_secs_f64() + added;
+        (0.5 * f64::from(c.workers) / per.max(1e-3))
+            .clamp(1.0, 20.0)
+            .floor()
+    });
+    Some(format!(
+        "  - load: {{target: {}, path: {}, rate: {rate}/s}}\n",
+        q(svc),
+        q(&r.path)
+    ))
 }
 
 /// `HighErrorRate` → `high-error-rate`, `APIDown` → `api-down`.
