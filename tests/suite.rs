@@ -186,8 +186,15 @@ fn every_reference_drill_passes_through_the_cli() {
                 .iter()
                 .filter(|l| l["timeline"].as_array().is_some_and(|t| !t.is_empty()))
                 .count();
+            // A bench: its latency against the rate.
+            let benches = r["benches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|b| b["steps"].as_array().is_some_and(|s| !s.is_empty()))
+                .count();
             // A load: its rates and its latency.
-            r["breakdowns"].as_array().unwrap().len() + drew + 2 * loads
+            r["breakdowns"].as_array().unwrap().len() + drew + 2 * loads + benches
         })
         .sum::<usize>();
     in_chromium(&json.with_extension("html"), charts);
