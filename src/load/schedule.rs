@@ -62,35 +62,60 @@ impl Shape {
         }
     }
 
-    /// The rate `t` after the load's start.
-    pub fn rate_at(&self, t: Duration) -> f64 {
+    /// Its rate as (start, end, rate at start, rate at end) pieces, in
+    /// seconds from the load's start, clipped to `d`: what the schedule lays
+    /// out, and what the rate is at any time.
+    fn pieces(&self, d: f64) -> Vec<(f64, f64, f64, f64)> {
+        let mut pieces: Vec<(f64, f64, f64, f64)> = Vec::new();
         match self {
-            Shape::Constant { rate } => *rate,
+            Shape::Constant { rate } => pieces.push((0.0, d, *rate, *rate)),
             Shape::Ramp { from, to, over } => {
-                let f = if over.is_zero() {
-                    1.0
+                let o = over.as_secs_f64().min(d);
+                let at_o = if over.is_zero() {
+                    *to
                 } else {
-                    (t.as_secs_f64() / over.as_secs_f64()).min(1.0)
+                    from + (to - from) * o / over.as_secs_f64()
                 };
-                from + (to - from) * f
+                pieces.push((0.0, o, *from, at_o));
+                pieces.push((o, d, *to, *to));
             }
-            Shape::Steps { base, steps } => steps
-                .iter()
-                .rfind(|(_, after)| *after <= t)
-                .map_or(*base, |(r, _)| *r),
+            Shape::Steps { base, steps } => {
+                let mut at = 0.0;
+                let mut rate = *base;
+                let mut sorted = steps.clone();
+                sorted.sort_by_key(|s| s.1);
+                for (r, from) in sorted {
+                    let from = from.as_secs_f64().min(d);
+                    pieces.push((at, from, rate, rate));
+                    at = from;
+                    rate = r;
+                }
+                pieces.push((at, d, rate, rate));
+            }
             Shape::Spike {
                 base,
                 peak,
                 at,
                 for_,
             } => {
-                if t >= *at && t < *at + *for_ {
-                    *peak
-                } else {
-                    *base
-                }
+                let a = at.as_secs_f64().min(d);
+                let b = (at.as_secs_f64() + for_.as_secs_f64()).min(d);
+                pieces.push((0.0, a, *base, *base));
+                pieces.push((a, b, *peak, *peak));
+                pieces.push((b, d, *base, *base));
             }
         }
+        pieces
+    }
+
+    /// The rate `t` after the load's start.
+    pub fn rate_at(&self, t: Duration) -> f64 {
+        let t = t.as_secs_f64();
+        // Laid out a second past `t`, the piece holding `t` is its rate.
+        self.pieces(t + 1.0)
+            .into_iter()
+            .find(|(s, e, _, _)| *s <= t && t < *e)
+            .map_or(0.0, |(s, e, r0, r1)| r0 + (r1 - r0) * (t - s) / (e - s))
     }
 
     /// The greatest rate the shape reaches.
@@ -189,46 +214,7 @@ impl Schedule {
     /// Lays `shape` out over `duration`.
     pub fn new(shape: &Shape, duration: Duration) -> Schedule {
         let d = duration.as_secs_f64();
-        // (start, end, r0, r1) pieces, clipped to the duration.
-        let mut pieces: Vec<(f64, f64, f64, f64)> = Vec::new();
-        match shape {
-            Shape::Constant { rate } => pieces.push((0.0, d, *rate, *rate)),
-            Shape::Ramp { from, to, over } => {
-                let o = over.as_secs_f64().min(d);
-                let at_o = if over.is_zero() {
-                    *to
-                } else {
-                    from + (to - from) * o / over.as_secs_f64()
-                };
-                pieces.push((0.0, o, *from, at_o));
-                pieces.push((o, d, *to, *to));
-            }
-            Shape::Steps { base, steps } => {
-                let mut at = 0.0;
-                let mut rate = *base;
-                let mut sorted = steps.clone();
-                sorted.sort_by_key(|s| s.1);
-                for (r, from) in sorted {
-                    let from = from.as_secs_f64().min(d);
-                    pieces.push((at, from, rate, rate));
-                    at = from;
-                    rate = r;
-                }
-                pieces.push((at, d, rate, rate));
-            }
-            Shape::Spike {
-                base,
-                peak,
-                at,
-                for_,
-            } => {
-                let a = at.as_secs_f64().min(d);
-                let b = (at.as_secs_f64() + for_.as_secs_f64()).min(d);
-                pieces.push((0.0, a, *base, *base));
-                pieces.push((a, b, *peak, *peak));
-                pieces.push((b, d, *base, *base));
-            }
-        }
+        let pieces = shape.pieces(d);
         let mut segments = Vec::new();
         let mut n = 0.0;
         for (s, e, r0, r1) in pieces {
