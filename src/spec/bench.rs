@@ -2,7 +2,7 @@
 //! `firedrill bench`'s flags alike: the SLO to hold and how the arrival rate
 //! moves, with every bound checked before any request is sent.
 
-use super::{parse_rate, Dur, Rate};
+use super::{Dur, Rate};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Deserializer, Serialize};
 use std::time::Duration;
@@ -250,11 +250,6 @@ impl Search {
         let (from, to) = (self.from.0, self.to.0);
         from + (to - from) * f64::from(k) / f64::from(self.steps.max(2) - 1)
     }
-}
-
-/// Parses a rate given on a command line (`50`, `50/s`).
-pub fn rate(s: &str) -> Result<Rate> {
-    parse_rate(s).map(Rate)
 }
 
 #[cfg(test)]
