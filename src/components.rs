@@ -11,7 +11,9 @@
 use serde::Deserialize;
 
 /// The kinds of service a stack file can name.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, Deserialize, serde::Serialize, PartialEq, Eq, Hash, PartialOrd, Ord,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// Prometheus: scrapes, evaluates the rules, sends alerts.
@@ -443,6 +445,39 @@ pub const FIXTURE_PROFILE: &str = "/etc/firedrill/profile.yaml";
 /// Where the Teams mock's webhook token is copied in its container.
 pub const TEAMS_TOKEN: &str = "/etc/firedrill/teams-token";
 
+/// The last path segment of an image reference, tag and digest dropped,
+/// lowercased: `prom/prometheus:v2.53.3` → `prometheus` (registry hosts
+/// and organisations vary; the repository's name says what it runs).
+pub fn image_name(image: &str) -> String {
+    let image = image.split('@').next().unwrap_or(image);
+    let last = image.rsplit('/').next().unwrap_or(image);
+    last.split(':').next().unwrap_or(last).to_ascii_lowercase()
+}
+
+/// Repository names that run a kind under another name than its row's
+/// official image.
+const ALIASES: [(&str, Kind); 3] = [
+    ("grafana-oss", Kind::Grafana),
+    ("grafana-enterprise", Kind::Grafana),
+    ("postgres_exporter", Kind::PostgresExporter),
+];
+
+/// The kind an image runs (`firedrill init --compose`), by its
+/// repository's name: each row's official image, or an alias.
+pub fn of_image(image: &str) -> Option<Kind> {
+    let name = image_name(image);
+    let official = |c: &Component| match c.image {
+        Image::Pinned(o) => Some(o.registry),
+        Image::Optional(r) | Image::OrStandIn(r, _) => Some(r),
+        Image::Firedrill => None,
+    };
+    TABLE
+        .iter()
+        .find(|c| official(c).is_some_and(|r| image_name(r) == name))
+        .map(|c| c.kind)
+        .or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|(_, k)| *k))
+}
+
 /// The row of `kind`.
 pub fn of(kind: Kind) -> &'static Component {
     TABLE
@@ -462,5 +497,24 @@ mod tests {
         for c in &TABLE {
             assert_eq!(of(c.kind).name, c.name);
         }
+    }
+
+    #[test]
+    fn images_name_their_kind() {
+        assert_eq!(image_name("localhost:5000/org/cadvisor:v0.49"), "cadvisor");
+        assert_eq!(image_name("postgres@sha256:abc"), "postgres");
+        assert_eq!(of_image("prom/prometheus:latest"), Some(Kind::Prometheus));
+        assert_eq!(
+            of_image("localhost:5000/prom/alertmanager"),
+            Some(Kind::Alertmanager)
+        );
+        assert_eq!(of_image("Grafana/Grafana-OSS:11"), Some(Kind::Grafana));
+        assert_eq!(of_image("postgres:16-alpine"), Some(Kind::Postgres));
+        assert_eq!(
+            of_image("quay-mirror/prometheuscommunity/postgres-exporter"),
+            Some(Kind::PostgresExporter)
+        );
+        assert_eq!(of_image("node:20"), None);
+        assert_eq!(of_image("nginx"), None);
     }
 }

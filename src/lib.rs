@@ -87,6 +87,7 @@ pub mod grafana;
 pub mod images;
 pub mod init;
 pub mod lint;
+pub mod live;
 pub mod load;
 pub mod observe;
 pub mod panels;

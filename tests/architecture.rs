@@ -36,6 +36,7 @@ const RANKS: &[(&str, u32)] = &[
     ("report", 10),
     ("drill", 11),
     ("suite", 12),
+    ("live", 12),
     ("coverage", 13),
     // Drills written for a stack from its rules: reads what lint reads.
     ("init", 13),

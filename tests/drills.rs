@@ -1117,3 +1117,84 @@ async fn a_drill_generated_from_the_rules_passes() {
     let r = run(&out.join("high-latency-p95.yaml"), false).await;
     assert!(r.passed(), "{}", r.render());
 }
+
+/// Seed 001's Compose layout (tests/data/compose, written from its seed)
+/// through `firedrill init --compose`: the stack reads the project's own
+/// Prometheus, Alertmanager and Grafana files, the backend (a build of its
+/// own) is a fixture inferred from the rules and the dashboard, and every
+/// generated drill passes: each alert fires, its card reaches the Teams
+/// mock through the Compose secret's path, and it resolves.
+#[tokio::test]
+async fn a_compose_project_imported_passes_its_generated_drills() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new("tests/data/compose/seed-001"), dir.path());
+    let out = dir.path().join("firedrill");
+    let done =
+        firedrill::init::import::import(&dir.path().join("docker-compose.yml"), &out).unwrap();
+    assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
+    assert_eq!(done.drills.files.len(), 3, "{:?}", done.drills.unclassified);
+    for f in &done.drills.files {
+        let r = run(f, false).await;
+        assert!(r.passed(), "{}: {}", f.display(), r.render());
+    }
+}
+
+/// `firedrill up` keeps the stack; `chaos RUN` stops the backend, `watch
+/// RUN` sees BackendDown go pending, then firing, then its card; `down`
+/// removes every container. A fault that is not set (the backend left
+/// running) shows no such change: the watch can fail.
+#[tokio::test]
+async fn a_kept_stack_takes_chaos_by_hand_and_is_watched() {
+    let _serial = SERIAL.lock().await;
+    let docker = firedrill::stack::connect().await.unwrap();
+    let images = firedrill::images::ensure(&docker, ImageSource::Offline)
+        .await
+        .unwrap();
+    let up = firedrill::live::up(&docker, &images, Path::new("stack/stack.yaml"), 0.1)
+        .await
+        .unwrap();
+    let id = up.run_id.clone();
+    let watch = |secs: u64| {
+        let (docker, id) = (docker.clone(), id.clone());
+        async move {
+            let mut seen = Vec::new();
+            firedrill::live::watch(
+                &docker,
+                &id,
+                std::time::Duration::from_secs(secs),
+                |_, e| seen.push(e),
+                std::future::pending::<()>(),
+            )
+            .await
+            .map(|_| seen)
+        }
+    };
+    // Each step's outcome is kept, and the run removed, before any assert.
+    let calm = watch(12).await;
+    let stop = firedrill::live::parse_action("stop backend").unwrap();
+    let line = firedrill::live::chaos(&docker, &id, &stop).await;
+    let fire = watch(40).await;
+    firedrill::stack::sweep(&docker, Some(&id)).await.unwrap();
+    assert!(up.urls.iter().any(|(s, _, _)| s == "prometheus"), "{up:?}");
+    assert_eq!(line.unwrap(), "stop backend");
+    let (calm, fire) = (calm.unwrap(), fire.unwrap());
+    let left = firedrill::stack::leftovers(&docker, Some(&id))
+        .await
+        .unwrap();
+    assert_eq!(left.containers + left.networks, 0, "{left:?}");
+    use firedrill::live::Event;
+    let backend_down = |e: &Event, to: &str| matches!(e, Event::Alert { alert, to: t, .. } if alert.starts_with("BackendDown{") && *t == to);
+    assert!(!calm.iter().any(|e| backend_down(e, "pending")), "{calm:?}");
+    assert!(fire.iter().any(|e| backend_down(e, "pending")), "{fire:?}");
+    assert!(fire.iter().any(|e| backend_down(e, "firing")), "{fire:?}");
+    assert!(
+        fire.iter()
+            .any(|e| matches!(e, Event::Card { title, .. } if title.contains("BackendDown"))),
+        "{fire:?}"
+    );
+    // The run is gone: acting on it is refused with why.
+    let e = firedrill::live::chaos(&docker, &id, &stop)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("is it up?"), "{e}");
+}

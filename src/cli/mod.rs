@@ -15,7 +15,9 @@ mod drill;
 mod fixture;
 mod gpu;
 mod images;
+mod init;
 mod lint;
+mod live;
 mod load;
 mod progress;
 
@@ -69,14 +71,20 @@ pub(crate) enum Command {
         strict: bool,
     },
     /// Write a drill per alert rule of a stack, by what its expression
-    /// needs to fire; list the alerts no fault fits, with why. No container.
+    /// needs to fire; list the alerts no fault fits, with why. With
+    /// --compose, first make the stack from a docker-compose file. No container.
     Init {
         /// The stack file.
+        #[arg(long, required_unless_present = "compose", conflicts_with = "compose")]
+        stack: Option<PathBuf>,
+        /// A docker-compose file: writes OUT/stack.yaml, OUT/fixtures and
+        /// OUT/scenarios (OUT defaults to `firedrill`).
         #[arg(long)]
-        stack: PathBuf,
-        /// Where the scenarios go.
-        #[arg(long, default_value = "firedrill/scenarios")]
-        out: PathBuf,
+        compose: Option<PathBuf>,
+        /// Where the scenarios go (with --stack; default firedrill/scenarios),
+        /// or the whole stack (with --compose; default firedrill).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Validate scenarios and their stacks; starts no container.
     Check {
@@ -90,14 +98,41 @@ pub(crate) enum Command {
         #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
         source: ImageSource,
     },
-    /// Remove what firedrill runs left behind.
+    /// Remove what firedrill runs left behind: a run (`firedrill down RUN`),
+    /// or every one.
     Down {
+        /// The run id (`firedrill up` prints it).
+        #[arg(conflicts_with_all = ["all", "run"])]
+        id: Option<String>,
         /// Every firedrill container and network, by label.
         #[arg(long)]
         all: bool,
         /// Only this run id.
         #[arg(long, conflicts_with = "all")]
         run: Option<String>,
+    },
+    /// Bring a stack up and keep it, for a drill by hand: prints its run id
+    /// and the URLs to open (Prometheus, Alertmanager, the Teams mock's
+    /// cards, Grafana, fixtures).
+    Up(live::UpArgs),
+    /// Set a fault on a kept run: `stop backend`, `pause backend`,
+    /// `fixture backend reset`, or a scenario's chaos step as YAML
+    /// (`{fixture: backend, set: {latency: 500ms}}`).
+    Chaos {
+        /// The run id.
+        run: String,
+        /// The action, in words or as YAML.
+        #[arg(required = true, num_args = 1..)]
+        action: Vec<String>,
+    },
+    /// Follow a kept run's alerts live: pending, firing, the Teams card,
+    /// resolved. Until Ctrl-C or `--for`.
+    Watch {
+        /// The run id.
+        run: String,
+        /// Stop after this long.
+        #[arg(long = "for", default_value = "30m", value_parser = |s: &str| firedrill::spec::Dur::parse(s).map_err(|e| e.to_string()))]
+        for_: firedrill::spec::Dur,
     },
     /// A synthetic service from a fixture profile.
     Fixture {
@@ -168,24 +203,16 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
             strict,
         } => coverage::run(&paths, stacks, json.as_deref(), strict),
         Command::Check { paths, stack } => check::run(&paths, stack.as_deref()),
-        Command::Init { stack, out } => {
-            let w = firedrill::init::write_drills(&stack, &out)?;
-            for f in &w.files {
-                println!("wrote {}", f.display());
-            }
-            for (alert, why) in &w.unclassified {
-                println!("no drill for {alert}: {why}");
-            }
-            println!(
-                "{} drill(s) written, {} alert(s) without one; check them: firedrill check {}",
-                w.files.len(),
-                w.unclassified.len(),
-                out.display()
-            );
-            Ok(0)
-        }
+        Command::Init {
+            stack,
+            compose,
+            out,
+        } => init::run(stack, compose, out),
         Command::Images { source } => images::run(source).await,
-        Command::Down { all, run } => down::run(all, run).await,
+        Command::Down { id, all, run } => down::run(all, id.or(run)).await,
+        Command::Up(args) => live::up(args).await,
+        Command::Chaos { run, action } => live::chaos(&run, &action.join(" ")).await,
+        Command::Watch { run, for_ } => live::watch(&run, for_.0).await,
         Command::Fixture { command } => fixture::run(command).await,
         Command::TeamsMock { listen, token_file } => {
             fixture::teams_mock(&listen, &token_file).await

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 /// A YAML scalar for any text: JSON's quoting, which YAML reads alike
 /// (a route such as `/items/{id}` or a name with `: ` stays one value).
-fn q(s: &str) -> String {
+pub(crate) fn q(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_default()
 }
 

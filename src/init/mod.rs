@@ -3,7 +3,10 @@
 //! team starts from a suite that covers every alert it can provoke and a
 //! list of those it cannot, with why.
 
+pub mod compose;
 pub mod drills;
+pub mod import;
+pub mod interpolate;
 
 use crate::error::{Error, Result};
 use crate::spec::stack::Stack;
@@ -19,7 +22,7 @@ pub struct Written {
 }
 
 /// `to` as a path relative to the folder `from` (both made absolute).
-fn relative(to: &Path, from: &Path) -> PathBuf {
+pub(crate) fn relative(to: &Path, from: &Path) -> PathBuf {
     let abs = |p: &Path| {
         std::path::absolute(p)
             .unwrap_or_else(|_| p.to_path_buf())

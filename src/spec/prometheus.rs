@@ -266,7 +266,13 @@ impl Prometheus {
         let dir = source.path.parent().unwrap_or(Path::new(".")).to_path_buf();
         for (i, pattern) in config.rule_files.iter().enumerate() {
             let at = format!("rule_files.{i}");
-            let full = dir.join(pattern);
+            // Firedrill copies the config and its rule files into
+            // PROM_DIR: an absolute path there is one beside the config.
+            let rel = pattern
+                .strip_prefix(crate::components::PROM_DIR)
+                .and_then(|r| r.strip_prefix('/'))
+                .unwrap_or(pattern);
+            let full = dir.join(rel);
             let matches: Vec<PathBuf> = match glob::glob(&full.to_string_lossy()) {
                 Ok(paths) => paths.filter_map(Result::ok).collect(),
                 Err(e) => {

@@ -10,6 +10,10 @@ pub const MIN_API: (u32, u32) = (1, 41);
 /// The container and network label holding the run id of what firedrill started.
 pub const RUN_LABEL: &str = "firedrill.run";
 
+/// The container label holding the absolute path of the stack file a run
+/// brought up: `firedrill chaos RUN` and `watch RUN` read the stack again.
+pub const STACK_LABEL: &str = "firedrill.stack";
+
 /// Connects through DOCKER_HOST or the local socket and negotiates the API
 /// version down to what the engine speaks.
 pub async fn connect() -> Result<Docker> {

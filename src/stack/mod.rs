@@ -11,10 +11,11 @@
 pub mod docker;
 
 pub use bollard::Docker;
-pub use docker::{connect, RUN_LABEL};
+pub use docker::{connect, RUN_LABEL, STACK_LABEL};
 
 mod plan;
 
+pub mod attach;
 mod container;
 mod reset;
 mod sweep;
@@ -166,7 +167,7 @@ impl Running {
     ) -> Result<Running> {
         let started = Instant::now();
         let network = format!("firedrill-{run_id}");
-        let labels: HashMap<String, String> = [(RUN_LABEL.to_string(), run_id.to_string())].into();
+        let labels = run_labels(run_id, stack);
         let token = format!("{:032x}", rand::random::<u128>());
         let services = &stack.doc.services;
         let generated: BTreeMap<String, String> = services
@@ -473,6 +474,17 @@ impl Drop for Running {
         })
         .join();
     }
+}
+
+/// The labels of a run's containers, network and volumes: its id, and
+/// the stack file it brought up.
+fn run_labels(run_id: &str, stack: &Stack) -> HashMap<String, String> {
+    let stack_file = std::path::absolute(&stack.source.path).unwrap_or_default();
+    [
+        (RUN_LABEL.to_string(), run_id.to_string()),
+        (STACK_LABEL.to_string(), stack_file.display().to_string()),
+    ]
+    .into()
 }
 
 /// The Docker name of the stack's volume `name` in run `run_id`.

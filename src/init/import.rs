@@ -1,0 +1,609 @@
+//! `firedrill init --compose`: a Compose project made a firedrill stack.
+//! Services whose image is a known component become that component,
+//! reading the user's own config files (found through the binds that mount
+//! them) unchanged; every other service a scrape job reaches becomes a
+//! fixture inferred from what the rules and dashboards select of it;
+//! Alertmanager's Teams receivers are pointed at the Teams mock (the real
+//! URL is never read, copied or printed); then a drill per alert. What
+//! could not be mapped is listed with why.
+
+use super::compose::Project;
+use super::drills::q;
+use super::{relative, write_drills, Written};
+use crate::components::{self, Kind, PROM_DIR};
+use crate::error::{Error, Result};
+use crate::spec::stack::Stack;
+use docker_compose_types as dc;
+use serde_yaml_ng::Value;
+use std::path::{Path, PathBuf};
+
+/// Where a Teams URL goes when `init` rewrites a literal `webhook_url`.
+const TEAMS_URL_FILE: &str = "/etc/alertmanager/secrets/teams-webhook-url";
+/// Grafana's provisioning folder unless `GF_PATHS_PROVISIONING` says.
+const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
+
+/// What `init --compose` wrote and could not map.
+#[derive(Debug, Default)]
+pub struct Imported {
+    /// The stack file written.
+    pub stack: PathBuf,
+    /// Fixture profiles inferred for the project's own services.
+    pub fixtures: Vec<PathBuf>,
+    /// Files written in place of the user's (a config whose Teams URL was
+    /// written in clear), each with why.
+    pub rewritten: Vec<(PathBuf, String)>,
+    /// The drills written, and alerts with none.
+    pub drills: Written,
+    /// Services left out, each with why.
+    pub unmapped: Vec<(String, String)>,
+    /// What the user should know of the mapping.
+    pub notes: Vec<String>,
+}
+
+/// The stack being written.
+struct Draft<'a> {
+    project: &'a Project,
+    out: PathBuf,
+    teams: String,
+    /// (service, its YAML lines under the name).
+    services: Vec<(String, Vec<String>)>,
+    /// Services with no known image, for a fixture if a job scrapes them.
+    unknown: Vec<(String, &'a dc::Service)>,
+    done: Imported,
+}
+
+/// Reads the Compose file at `compose` and writes `out/stack.yaml`,
+/// `out/fixtures/*.yaml` and `out/scenarios/*.yaml`. Nothing is
+/// overwritten.
+pub fn import(compose: &Path, out: &Path) -> Result<Imported> {
+    import_project(&Project::load(compose)?, out)
+}
+
+/// As [`import`], for a project already read.
+pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
+    let stack = out.join("stack.yaml");
+    if stack.exists() {
+        return Err(Error::Invalid(format!(
+            "{} exists: firedrill init does not overwrite a stack",
+            stack.display()
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(Error::io(out))?;
+    let names: Vec<&str> = project.services.iter().map(|(n, _)| n.as_str()).collect();
+    let teams = ["teams", "teams-mock", "firedrill-teams"]
+        .into_iter()
+        .find(|n| !names.contains(n))
+        .unwrap_or("firedrill-teams-mock")
+        .to_string();
+    let mut d = Draft {
+        project,
+        out: out.to_path_buf(),
+        teams,
+        services: Vec::new(),
+        unknown: Vec::new(),
+        done: Imported {
+            stack: stack.clone(),
+            ..Default::default()
+        },
+    };
+    for (name, svc) in &project.services {
+        d.map(name, svc)?;
+    }
+    for kind in [Kind::Prometheus, Kind::Alertmanager] {
+        if !d.has(kind) {
+            return Err(Error::Invalid(format!(
+                "{}: no {} service (by its image) that firedrill can run: it drills a stack through its Prometheus and Alertmanager",
+                project.path.display(),
+                components::of(kind).name
+            )));
+        }
+    }
+    d.services
+        .push((d.teams.clone(), vec!["kind: teams-mock".into()]));
+    d.write()?;
+    d.fixtures()?;
+    d.write()?;
+    let mut done = d.done;
+    done.drills = write_drills(&stack, &out.join("scenarios"))?;
+    Ok(done)
+}
+
+impl<'a> Draft<'a> {
+    fn has(&self, kind: Kind) -> bool {
+        let k = format!("kind: {}", kind_name(kind));
+        self.services.iter().any(|(_, l)| l.first() == Some(&k))
+    }
+
+    fn unmapped(&mut self, name: &str, why: impl Into<String>) {
+        self.done.unmapped.push((name.to_string(), why.into()));
+    }
+
+    /// A path of the user's as stack.yaml names it.
+    fn rel(&self, p: &Path) -> String {
+        q(&relative(p, &self.out).to_string_lossy())
+    }
+
+    /// The user's file the container reads at `at`, if bound from the project.
+    fn file(&self, svc: &dc::Service, at: &str) -> Option<PathBuf> {
+        self.project.host_path(svc, at).filter(|p| p.exists())
+    }
+
+    fn map(&mut self, name: &str, svc: &'a dc::Service) -> Result<()> {
+        let kind = svc.image.as_deref().and_then(components::of_image);
+        let Some(kind) = kind else {
+            self.unknown.push((name.to_string(), svc));
+            return Ok(());
+        };
+        let mut lines = vec![format!("kind: {}", kind_name(kind))];
+        let ok = match kind {
+            Kind::Prometheus => self.prometheus(name, svc, &mut lines),
+            Kind::Alertmanager => self.alertmanager(name, svc, &mut lines)?,
+            Kind::Grafana => self.grafana(name, svc, &mut lines),
+            Kind::Postgres => self.postgres(svc, &mut lines),
+            Kind::PostgresExporter => self.postgres_exporter(svc, &mut lines),
+            Kind::DcgmExporter => {
+                self.done.notes.push(format!(
+                    "{name}: dcgm-exporter runs where the machine gives containers a GPU, else it is skipped (add `profile:` for a fixture to play it)"
+                ));
+                true
+            }
+            Kind::NodeExporter | Kind::Cadvisor => true,
+            Kind::Fixture | Kind::TeamsMock => {
+                unreachable!("firedrill's own images are not Compose's")
+            }
+        };
+        if ok {
+            if let Some(port) = self.port_of(name, kind) {
+                lines.push(format!("port: {port}"));
+            }
+            self.services.push((name.to_string(), lines));
+        }
+        Ok(())
+    }
+
+    /// The port a scrape job reaches the service on, when not the kind's own.
+    fn port_of(&self, name: &str, kind: Kind) -> Option<u16> {
+        let prom = self.project.services.iter().find(|(_, s)| {
+            s.image.as_deref().and_then(components::of_image) == Some(Kind::Prometheus)
+        })?;
+        let config = self.file(&prom.1, &prom_config_path(&prom.1))?;
+        let text = std::fs::read_to_string(config).ok()?;
+        let port = scrape_ports(&text, name).into_iter().next()?;
+        (port != components::of(kind).port).then_some(port)
+    }
+
+    fn prometheus(&mut self, name: &str, svc: &dc::Service, lines: &mut Vec<String>) -> bool {
+        let at = prom_config_path(svc);
+        let Some(config) = self.file(svc, &at) else {
+            self.unmapped(
+                name,
+                format!("its config {at} is not a file bound from the project"),
+            );
+            return false;
+        };
+        let dir = at.rsplit_once('/').map_or("", |(d, _)| d).to_string();
+        let text = std::fs::read_to_string(&config).unwrap_or_default();
+        for pattern in rule_files(&text) {
+            let inside = if pattern.starts_with('/') {
+                pattern.clone()
+            } else {
+                format!("{dir}/{pattern}")
+            };
+            let beside = inside
+                .strip_prefix(&format!("{dir}/"))
+                .map(|r| config.with_file_name(r));
+            let bound = self.project.host_path(svc, &inside);
+            if beside.is_none() || bound != beside || (pattern.starts_with('/') && dir != PROM_DIR)
+            {
+                self.done.notes.push(format!(
+                    "{name}: rule file {pattern} is not beside its config in the project ({}): firedrill reads rule files from the config's folder",
+                    bound.map_or("not bound".into(), |b| b.display().to_string())
+                ));
+            }
+        }
+        lines.push(format!("config: {}", self.rel(&config)));
+        true
+    }
+
+    fn alertmanager(
+        &mut self,
+        name: &str,
+        svc: &dc::Service,
+        lines: &mut Vec<String>,
+    ) -> Result<bool> {
+        let at = Project::flag(svc, "--config.file")
+            .unwrap_or_else(|| "/etc/alertmanager/alertmanager.yml".into());
+        let Some(config) = self.file(svc, &at) else {
+            self.unmapped(
+                name,
+                format!("its config {at} is not a file bound from the project"),
+            );
+            return Ok(false);
+        };
+        let text = std::fs::read_to_string(&config).map_err(Error::io(&config))?;
+        let mut doc: Value = serde_yaml_ng::from_str(&text)?;
+        let teams = teams_receivers(&mut doc);
+        let mut files = teams.files.clone();
+        let config = if teams.literal > 0 {
+            let copy = self.out.join("alertmanager").join("alertmanager.yml");
+            std::fs::create_dir_all(copy.parent().unwrap_or(&self.out))
+                .map_err(Error::io(&copy))?;
+            let body = serde_yaml_ng::to_string(&doc)?;
+            let head = format!(
+                "# {} as firedrill drills it: its Teams webhook_url (written in clear,\n# not copied here) is read from {TEAMS_URL_FILE}, the Teams mock's URL in a drill.\n",
+                config.display()
+            );
+            std::fs::write(&copy, head + &body).map_err(Error::io(&copy))?;
+            self.done.rewritten.push((
+                copy.clone(),
+                format!(
+                    "{} receiver(s) held the Teams URL in clear: keep it in webhook_url_file",
+                    teams.literal
+                ),
+            ));
+            files.push(TEAMS_URL_FILE.into());
+            copy
+        } else {
+            config
+        };
+        if files.is_empty() {
+            self.done.notes.push(format!(
+                "{name}: no msteams_configs receiver: its alerts reach no Teams mock, so a drill's expect_teams fails{}",
+                if teams.other.is_empty() { String::new() } else { format!(" (receivers: {})", teams.other.join(", ")) }
+            ));
+        }
+        files.sort();
+        files.dedup();
+        lines.push(format!("config: {}", self.rel(&config)));
+        if !files.is_empty() {
+            lines.push("secrets:".into());
+        }
+        let secrets = self.project.secret_targets(svc);
+        for f in files {
+            if let Some((s, _)) = secrets.iter().find(|(_, t)| *t == f) {
+                self.done.notes.push(format!(
+                    "{name}: the Compose secret `{s}` ({f}) holds the Teams mock's URL in a drill"
+                ));
+            }
+            lines.push(format!(
+                "  - {{path: {}, teams_mock: {}}}",
+                q(&f),
+                q(&self.teams)
+            ));
+        }
+        Ok(true)
+    }
+
+    fn grafana(&mut self, name: &str, svc: &dc::Service, lines: &mut Vec<String>) -> bool {
+        let Some(prov) = self.file(svc, GRAFANA_PROVISIONING) else {
+            self.done.notes.push(format!(
+                "{name}: no provisioning folder bound: Grafana runs with no datasource"
+            ));
+            return true;
+        };
+        lines.push(format!("provisioning: {}", self.rel(&prov)));
+        let dashboards = dashboard_paths(&prov)
+            .into_iter()
+            .find_map(|p| self.file(svc, &p));
+        match dashboards {
+            Some(d) => lines.push(format!("dashboards: {}", self.rel(&d))),
+            None => self.done.notes.push(format!(
+                "{name}: no dashboard provider's path is bound from the project: no dashboard is checked"
+            )),
+        }
+        true
+    }
+
+    /// PostgreSQL: its user and database; the password becomes one made
+    /// for the run, shared with the exporter.
+    fn postgres(&mut self, svc: &dc::Service, lines: &mut Vec<String>) -> bool {
+        lines.push("env:".into());
+        for k in ["POSTGRES_USER", "POSTGRES_DB"] {
+            if let Some(v) = self.project.env_value(svc, k) {
+                lines.push(format!("  {k}: {}", q(&v)));
+            }
+        }
+        lines.push("  POSTGRES_PASSWORD_FILE: /run/secrets/postgres-password".into());
+        lines.push("secrets:".into());
+        lines.push(
+            "  - {path: /run/secrets/postgres-password, generated: postgres-password}".into(),
+        );
+        true
+    }
+
+    /// postgres_exporter: its data source, credentials left out of the URI.
+    fn postgres_exporter(&mut self, svc: &dc::Service, lines: &mut Vec<String>) -> bool {
+        let (uri, user) = match (
+            self.project.env_value(svc, "DATA_SOURCE_URI"),
+            self.project.env_value(svc, "DATA_SOURCE_NAME"),
+        ) {
+            (Some(uri), _) => (uri, self.project.env_value(svc, "DATA_SOURCE_USER")),
+            (None, Some(dsn)) => split_dsn(&dsn),
+            (None, None) => ("localhost:5432/postgres?sslmode=disable".into(), None),
+        };
+        lines.push("env:".into());
+        lines.push(format!("  DATA_SOURCE_URI: {}", q(&uri)));
+        if let Some(u) = user {
+            lines.push(format!("  DATA_SOURCE_USER: {}", q(&u)));
+        }
+        lines.push("  DATA_SOURCE_PASS_FILE: /run/secrets/postgres-password".into());
+        lines.push("secrets:".into());
+        lines.push(
+            "  - {path: /run/secrets/postgres-password, generated: postgres-password}".into(),
+        );
+        true
+    }
+
+    /// Infers a fixture for each unknown service a scrape job reaches.
+    fn fixtures(&mut self) -> Result<()> {
+        let stack = Stack::load(&self.done.stack)?;
+        let dir = self.out.join("fixtures");
+        for (name, svc) in std::mem::take(&mut self.unknown) {
+            let what = svc
+                .image
+                .clone()
+                .map_or("a build of its own".to_string(), |i| format!("image {i}"));
+            if crate::spec::prometheus::jobs_scraping(&stack.prometheus.config, &name).is_empty() {
+                self.unmapped(
+                    &name,
+                    format!("{what}, which no scrape job reaches: no metric of it to stand in for"),
+                );
+                continue;
+            }
+            let (profile, notes) = match crate::fixture::infer::infer(&stack, &name) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.unmapped(&name, format!("{what}: {e}"));
+                    continue;
+                }
+            };
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+            let path = dir.join(format!("{name}.yaml"));
+            let text = crate::fixture::record::to_yaml(&profile, &notes, "inferred")?;
+            std::fs::write(&path, text).map_err(Error::io(&path))?;
+            let mut lines = vec![
+                "kind: fixture".into(),
+                format!("profile: {}", q(&format!("fixtures/{name}.yaml"))),
+            ];
+            lines.extend(limits(svc));
+            self.done.notes.push(format!("{name}: {what}, played by a fixture inferred from the rules and dashboards ({} families)", profile.families.len()));
+            self.done.fixtures.push(path);
+            self.services.push((name, lines));
+        }
+        Ok(())
+    }
+
+    fn write(&self) -> Result<()> {
+        let mut text = format!(
+            "# Written by `firedrill init --compose {}`.\nname: {}\nservices:\n",
+            self.project.path.display(),
+            q(&self.project.name)
+        );
+        for (name, lines) in &self.services {
+            text.push_str(&format!("  {}:\n", q(name)));
+            for l in lines {
+                text.push_str(&format!("    {l}\n"));
+            }
+        }
+        std::fs::write(&self.done.stack, text).map_err(Error::io(&self.done.stack))
+    }
+}
+
+/// The kind's name in stack files.
+fn kind_name(kind: Kind) -> String {
+    serde_yaml_ng::to_string(&kind)
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+fn prom_config_path(svc: &dc::Service) -> String {
+    Project::flag(svc, "--config.file").unwrap_or_else(|| format!("{PROM_DIR}/prometheus.yml"))
+}
+
+/// The container limits and restart policy a fixture keeps (container
+/// chaos acts against them), and its container name (cAdvisor's `name`).
+fn limits(svc: &dc::Service) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(n) = &svc.container_name {
+        out.push(format!("container_name: {}", q(n)));
+    }
+    let res = svc
+        .deploy
+        .as_ref()
+        .and_then(|d| d.resources.as_ref())
+        .and_then(|r| r.limits.as_ref());
+    let mem = svc
+        .mem_limit
+        .clone()
+        .or_else(|| res.and_then(|l| l.memory.clone()));
+    if let Some(b) = mem.as_deref().and_then(docker_bytes) {
+        out.push(format!("mem_limit: {b}"));
+    }
+    let cpus = res.and_then(|l| l.cpus.clone());
+    if let Some(c) = cpus.and_then(|c| c.parse::<f64>().ok()) {
+        out.push(format!("cpus: {c}"));
+    }
+    if let Some(r) = svc
+        .restart
+        .as_deref()
+        .filter(|r| ["always", "on-failure", "unless-stopped"].contains(r))
+    {
+        out.push(format!("restart: {r}"));
+    }
+    out
+}
+
+/// Docker's size (`512m`, `1g`, `1024k`, bytes) in bytes.
+fn docker_bytes(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.trim_end_matches('b');
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
+}
+
+/// `postgresql://user:pass@host:5432/db?x` → (`host:5432/db?x`, `user`):
+/// the password is never carried.
+fn split_dsn(dsn: &str) -> (String, Option<String>) {
+    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
+    match rest.rsplit_once('@') {
+        Some((cred, host)) => (host.to_string(), cred.split(':').next().map(str::to_string)),
+        None => (rest.to_string(), None),
+    }
+}
+
+/// A Prometheus config's `rule_files` patterns.
+fn rule_files(text: &str) -> Vec<String> {
+    let doc: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
+    doc.get("rule_files")
+        .and_then(Value::as_sequence)
+        .map(|s| {
+            s.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The ports of `host` among a Prometheus config's static targets.
+fn scrape_ports(text: &str, host: &str) -> Vec<u16> {
+    let doc: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
+    let mut out = Vec::new();
+    for sc in doc
+        .get("scrape_configs")
+        .and_then(Value::as_sequence)
+        .into_iter()
+        .flatten()
+    {
+        for c in sc
+            .get("static_configs")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            for t in c
+                .get("targets")
+                .and_then(Value::as_sequence)
+                .into_iter()
+                .flatten()
+            {
+                if let Some((h, p)) = t.as_str().and_then(|t| t.rsplit_once(':')) {
+                    if h == host {
+                        out.extend(p.parse::<u16>().ok());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Grafana dashboard providers' `options.path`, from the provisioning folder.
+fn dashboard_paths(prov: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(prov.join("dashboards")) else {
+        return vec![];
+    };
+    let mut out = Vec::new();
+    for e in entries.flatten() {
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
+            continue;
+        };
+        for p in doc
+            .get("providers")
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            if let Some(path) = p
+                .get("options")
+                .and_then(|o| o.get("path"))
+                .and_then(Value::as_str)
+            {
+                out.push(path.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// What an Alertmanager config's receivers send to Teams.
+struct Teams {
+    /// `webhook_url_file` paths of `msteams_configs`.
+    files: Vec<String>,
+    /// `msteams_configs` with the URL in clear, now rewritten to read
+    /// [`TEAMS_URL_FILE`].
+    literal: usize,
+    /// Receivers with no `msteams_configs`.
+    other: Vec<String>,
+}
+
+fn teams_receivers(doc: &mut Value) -> Teams {
+    let mut t = Teams {
+        files: vec![],
+        literal: 0,
+        other: vec![],
+    };
+    let Some(receivers) = doc.get_mut("receivers").and_then(Value::as_sequence_mut) else {
+        return t;
+    };
+    for r in receivers {
+        let name = r
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("?")
+            .to_string();
+        let Some(cfgs) = r
+            .get_mut("msteams_configs")
+            .and_then(Value::as_sequence_mut)
+        else {
+            t.other.push(name);
+            continue;
+        };
+        for c in cfgs.iter_mut().filter_map(Value::as_mapping_mut) {
+            if let Some(f) = c.get("webhook_url_file").and_then(Value::as_str) {
+                t.files.push(f.to_string());
+            } else if c.remove("webhook_url").is_some() {
+                c.insert("webhook_url_file".into(), TEAMS_URL_FILE.into());
+                t.literal += 1;
+            }
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dsn_loses_its_password() {
+        assert_eq!(
+            split_dsn("postgresql://app:s3cret@db:5432/app?sslmode=disable"),
+            ("db:5432/app?sslmode=disable".into(), Some("app".into()))
+        );
+        assert_eq!(docker_bytes("512m"), Some(512 << 20));
+        assert_eq!(docker_bytes("1g"), Some(1 << 30));
+        assert_eq!(docker_bytes("2048"), Some(2048));
+    }
+
+    #[test]
+    fn a_literal_teams_url_is_read_from_a_file() {
+        let mut doc: Value = serde_yaml_ng::from_str(
+            "receivers:\n- name: t\n  msteams_configs:\n  - webhook_url: https://example.invalid/hook/abc\n- name: w\n  webhook_configs: [{url: 'http://x'}]\n",
+        )
+        .unwrap();
+        let t = teams_receivers(&mut doc);
+        assert_eq!((t.literal, t.other.clone()), (1, vec!["w".to_string()]));
+        let text = serde_yaml_ng::to_string(&doc).unwrap();
+        assert!(!text.contains("example.invalid"), "{text}");
+        assert!(text.contains(TEAMS_URL_FILE));
+    }
+}

@@ -1,0 +1,185 @@
+//! `firedrill init --compose`: the seeds' Compose layouts (tests/data/compose,
+//! written from ../shared/seeds) made stacks and drills, with no container.
+//! The drills of seed 001 run for real in tests/drills.rs.
+
+mod common;
+
+use common::copy_dir;
+use firedrill::init::import::import;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A copy of a seed's Compose project, with the secret file Compose would
+/// read (never committed) holding a webhook URL that must never come out.
+struct Project {
+    dir: tempfile::TempDir,
+}
+
+const URL: &str = "https://example.invalid/webhookb2/never-printed";
+
+impl Project {
+    fn new(seed: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&Path::new("tests/data/compose").join(seed), dir.path());
+        std::fs::create_dir_all(dir.path().join("secrets")).unwrap();
+        std::fs::write(dir.path().join("secrets/teams-webhook-url"), URL).unwrap();
+        Project { dir }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn compose(&self) -> PathBuf {
+        self.path("docker-compose.yml")
+    }
+}
+
+/// Every file under `dir`, as text.
+fn texts(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(texts(&p));
+        } else {
+            out.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn seed_001_becomes_a_stack_with_a_drill_per_alert() {
+    let p = Project::new("seed-001");
+    let out = p.path("firedrill");
+    let done = import(&p.compose(), &out).unwrap();
+    assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
+    assert_eq!(done.drills.files.len(), 3, "{:?}", done.drills.unclassified);
+    assert!(done.drills.unclassified.is_empty());
+    // The backend (a build of its own) is a fixture inferred from the rules
+    // and the dashboard: the histogram the p95 and error ratio read.
+    assert_eq!(done.fixtures, [out.join("fixtures/backend.yaml")]);
+    let stack = firedrill::spec::stack::Stack::load(&done.stack).unwrap();
+    assert_eq!(stack.doc.name, "ft_transcendence");
+    let backend = &stack.fixtures["backend"];
+    assert!(backend
+        .families
+        .iter()
+        .any(|f| f.name == "http_request_duration_seconds"));
+    // The user's own files, unchanged: the rules (named by an absolute path
+    // in the container) and the dashboard are theirs.
+    assert_eq!(stack.prometheus.rule_files.len(), 1);
+    let text = std::fs::read_to_string(&done.stack).unwrap();
+    assert!(text.contains("ops/prometheus/prometheus.yml"), "{text}");
+    assert!(text.contains("ops/grafana/dashboards"), "{text}");
+    // The Compose secret mounted at the config's webhook_url_file is the
+    // Teams mock's URL in a drill.
+    assert!(
+        text.contains(
+            r#"{path: "/etc/alertmanager/secrets/teams-webhook-url", teams_mock: "teams"}"#
+        ),
+        "{text}"
+    );
+    for f in &done.drills.files {
+        firedrill::Scenario::load(f, None).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    // No secret of the project ends up in what was written.
+    for (f, t) in texts(&out) {
+        for secret in [URL, "placeholder"] {
+            assert!(!t.contains(secret), "{} holds a secret", f.display());
+        }
+    }
+    // Nothing is overwritten.
+    let again = import(&p.compose(), &out).unwrap_err().to_string();
+    assert!(again.contains("does not overwrite"), "{again}");
+}
+
+#[test]
+fn the_cli_prints_what_it_mapped_and_never_the_url() {
+    let p = Project::new("seed-001");
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["init", "--compose"])
+        .arg(p.compose())
+        .arg("--out")
+        .arg(p.path("fd"))
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("fixtures/backend.yaml"), "{text}");
+    assert!(text.contains("3 drill(s) written"), "{text}");
+    assert!(
+        !text.contains(URL) && !text.contains("placeholder"),
+        "{text}"
+    );
+}
+
+/// Compose's interpolation: a required variable left unset is an error at
+/// its line and column, before anything is written.
+#[test]
+fn an_unset_required_variable_is_named_where_it_is_used() {
+    let p = Project::new("seed-001");
+    std::fs::remove_file(p.path(".env")).unwrap();
+    let project = firedrill::init::compose::Project::load_with(&p.compose(), &|_: &str| None);
+    let e = project.unwrap_err().to_string();
+    assert!(e.contains("DATABASE_URL: set DATABASE_URL in .env"), "{e}");
+    assert!(e.contains("docker-compose.yml:14:21"), "{e}");
+    // The environment wins over .env, as in Compose.
+    let p = Project::new("seed-001");
+    let env = |k: &str| (k == "PROMETHEUS_VERSION").then(|| "v2.99.0".to_string());
+    let project = firedrill::init::compose::Project::load_with(&p.compose(), &env).unwrap();
+    let prom = &project
+        .services
+        .iter()
+        .find(|(n, _)| n == "prometheus")
+        .unwrap()
+        .1;
+    assert_eq!(prom.image.as_deref(), Some("prom/prometheus:v2.99.0"));
+}
+
+/// A Teams URL written in clear in alertmanager.yml: the stack reads a
+/// copy that takes it from a file (the mock's URL in a drill); the URL is
+/// neither copied nor printed.
+#[test]
+fn a_teams_url_in_clear_is_replaced_by_the_mock() {
+    let p = Project::new("seed-001");
+    let am = p.path("ops/alertmanager/alertmanager.yml");
+    let text = std::fs::read_to_string(&am).unwrap().replace(
+        "webhook_url_file: /etc/alertmanager/secrets/teams-webhook-url",
+        &format!("webhook_url: {URL}"),
+    );
+    std::fs::write(&am, text).unwrap();
+    let out = p.path("firedrill");
+    let done = import(&p.compose(), &out).unwrap();
+    assert_eq!(done.rewritten.len(), 1, "{:?}", done.rewritten);
+    let stack = firedrill::spec::stack::Stack::load(&done.stack).unwrap();
+    let am = stack.alertmanager.expect("alertmanager");
+    assert!(
+        am.source.path.starts_with(&out),
+        "{}",
+        am.source.path.display()
+    );
+    for (f, t) in texts(&out) {
+        assert!(!t.contains(URL), "{} holds the URL", f.display());
+    }
+}
+
+/// A Compose file with no Prometheus is refused with why; one whose
+/// service cannot be parsed names its line.
+#[test]
+fn what_cannot_be_drilled_is_said() {
+    let p = Project::new("seed-001");
+    let c = p.compose();
+    let text = std::fs::read_to_string(&c).unwrap();
+    std::fs::write(&c, text.replace("prom/prometheus:", "example/tsdb:")).unwrap();
+    let e = import(&c, &p.path("out")).unwrap_err().to_string();
+    assert!(e.contains("no prometheus service"), "{e}");
+    std::fs::write(
+        &c,
+        text.replace("    restart: unless-stopped", "    restart: [1, 2]"),
+    )
+    .unwrap();
+    let e = import(&c, &p.path("out2")).unwrap_err().to_string();
+    assert!(e.contains("docker-compose.yml:17:5"), "{e}");
+    assert!(e.contains("restart"), "{e}");
+}
