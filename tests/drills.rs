@@ -1198,3 +1198,174 @@ async fn a_kept_stack_takes_chaos_by_hand_and_is_watched() {
         .unwrap_err();
     assert!(e.to_string().contains("is it up?"), "{e}");
 }
+
+/// A stack docker-compose started (tests/data/attach), removed whatever
+/// the test's outcome.
+struct ComposeStack {
+    project: String,
+    env: Vec<(String, String)>,
+}
+
+impl ComposeStack {
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("docker-compose")
+            .args([
+                "-p",
+                &self.project,
+                "-f",
+                "tests/data/attach/docker-compose.yml",
+            ])
+            .args(args)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("docker-compose runs (.ci/run installs it)")
+    }
+}
+
+impl Drop for ComposeStack {
+    fn drop(&mut self) {
+        self.run(&["down", "-v", "--remove-orphans", "-t", "2"]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `drill --attach`: a stack docker-compose brought up (firedrill's images,
+/// its own files) is drilled as it runs: chaos stops the backend's
+/// container found by Compose's labels, BackendDown fires and its card
+/// reaches the stack's Teams mock; with the mock left out of the attach
+/// file, delivery is judged by Alertmanager's own counter, and said so;
+/// with no fault set, the same drill fails. The stack is left as it was.
+#[tokio::test]
+async fn a_stack_started_by_docker_compose_is_drilled_attached() {
+    let _serial = SERIAL.lock().await;
+    let docker = firedrill::stack::connect().await.unwrap();
+    let images = firedrill::images::ensure(&docker, ImageSource::Offline)
+        .await
+        .unwrap();
+    let ports: Vec<(&str, u16)> = ["prometheus", "alertmanager", "backend", "teams"]
+        .into_iter()
+        .map(|s| (s, free_port()))
+        .collect();
+    let mut env: Vec<(String, String)> = ports
+        .iter()
+        .map(|(s, p)| (format!("{}_PORT", s.to_uppercase()), p.to_string()))
+        .collect();
+    env.push((
+        "PROMETHEUS_IMAGE".into(),
+        images.pinned[&firedrill::spec::stack::Kind::Prometheus].clone(),
+    ));
+    env.push((
+        "ALERTMANAGER_IMAGE".into(),
+        images.pinned[&firedrill::spec::stack::Kind::Alertmanager].clone(),
+    ));
+    env.push(("FIREDRILL_IMAGE".into(), images.firedrill.clone()));
+    let project = format!("fdattach{:08x}", rand_u32());
+    let stack = ComposeStack {
+        project: project.clone(),
+        env,
+    };
+    let up = stack.run(&["up", "-d"]);
+    assert!(
+        up.status.success(),
+        "{}",
+        String::from_utf8_lossy(&up.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let attach = |name: &str, with_teams: bool| {
+        let mut text = format!(
+            "stack: {}\nproject: {project}\nservices:\n",
+            std::fs::canonicalize("tests/data/attach/stack.yaml")
+                .unwrap()
+                .display()
+        );
+        for (s, p) in &ports {
+            if with_teams || *s != "teams" {
+                text.push_str(&format!("  {s}: {{port: {p}}}\n"));
+            }
+        }
+        let f = dir.path().join(name);
+        std::fs::write(&f, text).unwrap();
+        f
+    };
+    let scenario = PathBuf::from("tests/data/attach/scenarios/backend-down.yaml");
+    let drill = |file: PathBuf, scenario: PathBuf| async move {
+        let opts = Options::default().attach(Some(file));
+        let mut r = firedrill::suite::run(&[scenario], &opts).await.unwrap();
+        let r = r.pop().unwrap();
+        println!("{}", r.render());
+        for s in &r.steps {
+            println!("{}", s.line());
+        }
+        r
+    };
+    let with_mock = drill(attach("attach.yaml", true), scenario.clone()).await;
+    let by_counter = drill(attach("no-mock.yaml", false), scenario.clone()).await;
+    let quiet = dir.path().join("no-fault.yaml");
+    let text = std::fs::read_to_string(&scenario).unwrap();
+    std::fs::write(&quiet, text.replace("  - chaos: {stop: backend}\n", "")).unwrap();
+    let no_fault = drill(attach("attach.yaml", true), quiet.clone()).await;
+    let no_fault_counted = drill(attach("no-mock.yaml", false), quiet).await;
+    // Compose's containers are still there: attaching removes nothing.
+    let ps = stack.run(&["ps", "-q"]);
+    let left = String::from_utf8_lossy(&ps.stdout).lines().count();
+    drop(stack);
+    assert_eq!(left, 4, "the attached stack's containers stay up");
+    assert!(with_mock.passed(), "{}", with_mock.render());
+    let card = step_message(&with_mock, StepKind::ExpectTeams);
+    assert!(card.contains("firing card for BackendDown"), "{card}");
+    assert!(by_counter.passed(), "{}", by_counter.render());
+    let counted = step_message(&by_counter, StepKind::ExpectTeams);
+    assert!(
+        counted.contains("no Teams mock in reach") && counted.contains("msteams notification"),
+        "{counted}"
+    );
+    let resolved = by_counter
+        .steps
+        .iter()
+        .rfind(|s| s.kind == StepKind::ExpectTeams)
+        .map(|s| s.message.clone())
+        .unwrap_or_default();
+    assert!(resolved.contains("since the last card"), "{resolved}");
+    // Without a fault, no card and no notification: both ways fail.
+    let unsent = step_message(&no_fault_counted, StepKind::ExpectTeams);
+    assert!(unsent.contains("sent no msteams notification"), "{unsent}");
+    assert!(!no_fault.passed(), "{}", no_fault.render());
+    assert!(
+        failed_step(&no_fault).contains("expect_alert"),
+        "{}",
+        no_fault.render()
+    );
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+        ^ std::process::id()
+}
+
+/// The message of the first step of `kind`.
+fn step_message(r: &DrillReport, kind: StepKind) -> String {
+    r.steps
+        .iter()
+        .find(|s| s.kind == kind)
+        .map(|s| s.message.clone())
+        .unwrap_or_default()
+}
+
+/// The first step that did not pass, as its line.
+fn failed_step(r: &DrillReport) -> String {
+    r.steps
+        .iter()
+        .find(|s| s.status != Status::Pass)
+        .map(|s| s.line())
+        .unwrap_or_default()
+}

@@ -16,8 +16,13 @@ pub(crate) struct DrillArgs {
     #[arg(long, value_enum, env = "FIREDRILL_IMAGES", default_value = "auto")]
     images: ImageSource,
     /// Run against this stack file instead of the scenario's own.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "attach")]
     stack: Option<PathBuf>,
+    /// Drill a stack that is already running (docker-compose, by hand), as
+    /// this attach file describes: its stack file, each service's port on
+    /// 127.0.0.1 and container. Nothing is brought up or removed.
+    #[arg(long)]
+    attach: Option<PathBuf>,
     /// Write the results as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -73,6 +78,7 @@ pub(crate) async fn run(a: DrillArgs) -> Result<i32> {
     let mut opts = Options::default()
         .images(a.images)
         .stack(a.stack.clone())
+        .attach(a.attach.clone())
         .fail_fast(a.fail_fast)
         .share(!a.fresh_stack)
         .jobs(a.jobs.into())

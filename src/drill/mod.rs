@@ -141,6 +141,12 @@ struct Drill<'a> {
     engine: &'a load::Engine,
     prom: observe::Prometheus,
     am: Option<observe::Alertmanager>,
+    /// Alertmanager's msteams notifications when the drill began, where
+    /// no Teams mock is in reach (an attached stack): `expect_teams` then
+    /// reads the counter.
+    am_sent: Option<f64>,
+    /// Whether an `expect_teams` already read that counter.
+    counted: bool,
     teams: Option<observe::TeamsMock>,
     last_change: Option<DateTime<Utc>>,
     /// When the last change began to take effect (a fixture's memory hog
@@ -198,6 +204,8 @@ impl<'a> Drill<'a> {
             running,
             engine,
             prom: observe::Prometheus::new(url(&stack.prometheus_service).unwrap_or_default()),
+            am_sent: None,
+            counted: false,
             am: stack
                 .alertmanager_service
                 .as_deref()
@@ -281,6 +289,9 @@ impl<'a> Drill<'a> {
     async fn steps(&mut self, report: &mut DrillReport, opts: &Options) {
         self.started = Utc::now();
         self.note_missed().await;
+        if self.teams.is_none() {
+            self.am_sent = self.msteams_sent().await;
+        }
         let steps = self.scenario.doc.steps.clone();
         for (i, step) in steps.iter().enumerate() {
             let mut blocked = false;

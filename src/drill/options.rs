@@ -28,6 +28,7 @@ pub type OnEvent = Box<dyn Fn(Event<'_>) + Send + Sync>;
 pub struct Options {
     pub(crate) images: ImageSource,
     pub(crate) stack: Option<PathBuf>,
+    pub(crate) attach: Option<PathBuf>,
     pub(crate) fail_fast: bool,
     pub(crate) share: bool,
     pub(crate) jobs: usize,
@@ -44,6 +45,7 @@ impl Default for Options {
         Options {
             images: ImageSource::Auto,
             stack: None,
+            attach: None,
             fail_fast: false,
             share: true,
             jobs: 4,
@@ -68,6 +70,13 @@ impl Options {
         self.stack = stack;
         self
     }
+    /// Drill a stack that is already running, as its attach file
+    /// describes ([`crate::spec::attach`]), instead of bringing one up.
+    pub fn attach(mut self, file: Option<PathBuf>) -> Self {
+        self.attach = file;
+        self
+    }
+
     /// Stop a drill at its first failed step (the rest are not run).
     pub fn fail_fast(mut self, yes: bool) -> Self {
         self.fail_fast = yes;

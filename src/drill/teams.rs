@@ -22,10 +22,6 @@ struct Seen {
 impl Drill<'_> {
     pub(super) async fn expect_teams(&mut self, t: &ExpectTeams) -> Result<Outcome> {
         let alert = t.alert.as_str();
-        let teams = self
-            .teams
-            .clone()
-            .ok_or_else(|| err!(Component, "the stack has no Teams mock"))?;
         let labels = self
             .breakdowns
             .get(alert)
@@ -38,6 +34,9 @@ impl Drill<'_> {
         if let Some(o) = self.too_slow(&what, want.bound, &want.explain, t.within) {
             return Ok(o);
         }
+        let Some(teams) = self.teams.clone() else {
+            return self.sent_by_counter(&want, t.status).await;
+        };
         let seen = self.wait_card(&teams, &want, &labels).await?;
         let failed = match &self.am {
             Some(am) => am.notification_failures().await,
@@ -83,6 +82,69 @@ impl Drill<'_> {
             Outcome::fail(msg)
         } else {
             self.late(want.since, msg).await
+        })
+    }
+
+    /// Alertmanager's msteams notifications sent so far, by its counter.
+    pub(super) async fn msteams_sent(&self) -> Option<f64> {
+        let text = self.am.as_ref()?.metrics().await.ok()?;
+        let sent = crate::observe::exposition::samples(&text)
+            .into_iter()
+            .filter(|s| s.name == "alertmanager_notifications_total")
+            .filter(|s| {
+                s.labels
+                    .iter()
+                    .any(|(k, v)| k == "integration" && v == "msteams")
+            })
+            .map(|s| s.value)
+            .sum();
+        Some(sent)
+    }
+
+    /// `expect_teams` with no Teams mock in reach (an attached stack whose
+    /// Alertmanager posts to Teams itself): Alertmanager's own counter of
+    /// msteams notifications must rise within the card's window, and none
+    /// fail. Weaker than the card, and said so.
+    async fn sent_by_counter(&mut self, want: &CardWant, status: TeamsStatus) -> Result<Outcome> {
+        let (Some(am), Some(base)) = (&self.am, self.am_sent) else {
+            return Err(err!(
+                Component,
+                "the stack has no Teams mock in reach, and Alertmanager's notification counters cannot be read"
+            ));
+        };
+        if status == TeamsStatus::Lost {
+            return Ok(Outcome::inconclusive(
+                "no Teams mock in reach: a lost card cannot be told from Alertmanager's counters",
+            ));
+        }
+        let last = poll_until(by(want.deadline()), self.poll, async || {
+            let n = self.msteams_sent().await.unwrap_or(base);
+            Ok((n, n > base))
+        })
+        .await?;
+        let failed = am.notification_failures().await;
+        // The next card needs a notification of its own.
+        self.am_sent = Some(last.state);
+        let what = format!("{} card for {}", want.word(), want.alert);
+        let since = if self.counted {
+            "the last card"
+        } else {
+            "the drill began"
+        };
+        self.counted = true;
+        Ok(match (last.done, failed.is_empty()) {
+            (true, true) => Outcome::pass(format!(
+                "no Teams mock in reach: Alertmanager counts {} msteams notification(s) sent since {since}, none failed (its counter, not the {what}: the card itself is not seen)",
+                last.state - base
+            )),
+            (true, false) => Outcome::fail(format!(
+                "no Teams mock in reach: Alertmanager sent msteams notifications but counts failures: {}",
+                failed.join("; ")
+            )),
+            (false, _) => Outcome::fail(format!(
+                "no Teams mock in reach, and Alertmanager sent no msteams notification within the window of the {what}{}",
+                if failed.is_empty() { String::new() } else { format!(" (failures: {})", failed.join("; ")) }
+            )),
         })
     }
 

@@ -3,6 +3,7 @@
 //! with validation that names file, line and column.
 
 pub mod alertmanager;
+pub mod attach;
 pub mod bench;
 pub mod dashboards;
 pub mod fixture;

@@ -1,10 +1,14 @@
-//! A run kept up after its process ended (`firedrill up`), found again by
-//! its label: its services, containers and published ports, so that
-//! `firedrill chaos RUN` and `watch RUN` act on it as a drill does.
+//! A stack firedrill did not bring up this process: a run kept up after
+//! its process ended (`firedrill up`), found again by its label, or a
+//! stack started by docker-compose or by hand (`drill --attach FILE`),
+//! found by its attach file. Either way its services, containers and
+//! published ports, so that chaos and the drill's checks act on it as on
+//! their own; neither is ever removed by the process that attached.
 
 use super::{run_filter, Running, Service, COMPOSE_SERVICE, STACK_LABEL};
 use crate::components;
 use crate::error::{bail, Result};
+use crate::spec::attach::Attach;
 use crate::spec::stack::Stack;
 use bollard::container::ListContainersOptions;
 use bollard::Docker;
@@ -36,6 +40,34 @@ pub async fn stack_of(docker: &Docker, run_id: &str) -> Result<PathBuf> {
             "run {run_id} was not brought up by `firedrill up`: its containers name no stack"
         ),
     }
+}
+
+/// The container Compose runs for `service` of `project`, by its labels.
+async fn compose_container(
+    docker: &Docker,
+    project: &str,
+    service: &str,
+) -> Result<Option<String>> {
+    let filters = [(
+        "label".to_string(),
+        vec![
+            format!("com.docker.compose.project={project}"),
+            format!("{COMPOSE_SERVICE}={service}"),
+        ],
+    )]
+    .into();
+    let list = docker
+        .list_containers(Some(ListContainersOptions {
+            all: true,
+            filters,
+            ..Default::default()
+        }))
+        .await?;
+    Ok(list
+        .iter()
+        .flat_map(|c| c.names.iter().flatten())
+        .next()
+        .map(|n| n.trim_start_matches('/').to_string()))
 }
 
 impl Running {
@@ -107,6 +139,70 @@ impl Running {
             bring_up: Duration::ZERO,
             made: Default::default(),
         })
+    }
+
+    /// The stack an attach file describes, already running. A service the
+    /// file does not name is reported skipped; chaos reaches a container by
+    /// its name, or by Compose's project and service labels.
+    pub async fn attached(docker: &Docker, stack: &Stack, attach: &Attach) -> Result<Running> {
+        let mut services = BTreeMap::new();
+        for (name, spec) in &stack.doc.services {
+            let port = stack.port(name);
+            let Some(a) = attach.doc.services.get(name) else {
+                let why = format!("not named in {}", attach.source.path.display());
+                services.insert(name.clone(), Service::skipped(name, spec.kind, port, why));
+                continue;
+            };
+            let container = match (&a.container, &attach.doc.project) {
+                (Some(c), _) => c.clone(),
+                (None, Some(p)) => compose_container(docker, p, name)
+                    .await?
+                    .unwrap_or_default(),
+                (None, None) => String::new(),
+            };
+            let svc = Service {
+                name: name.clone(),
+                kind: spec.kind,
+                port,
+                host_port: a.port,
+                container,
+                skipped: None,
+                stand_in: None,
+                ready: components::of(spec.kind).ready,
+            };
+            services.insert(name.clone(), svc);
+        }
+        let stem = attach
+            .source
+            .path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy();
+        let running = Running {
+            docker: docker.clone(),
+            run_id: format!("attached-{stem}"),
+            network: String::new(),
+            services,
+            teams_token: String::new(),
+            generated: BTreeMap::new(),
+            down: AtomicBool::new(true),
+            _names: None,
+            bring_up: Duration::ZERO,
+            made: Default::default(),
+        };
+        for s in running.services.values().filter(|s| s.skipped.is_none()) {
+            let ready = running.wait_ready(&s.name, s.ready, Duration::from_secs(10));
+            if let Err(e) = ready.await {
+                bail!(
+                    Stack,
+                    "{} on 127.0.0.1:{} (from {}) is not ready: {e}",
+                    s.name,
+                    s.host_port,
+                    attach.source.path.display()
+                );
+            }
+        }
+        Ok(running)
     }
 
     /// Leaves the run up when this value is dropped: `firedrill up` ends

@@ -405,7 +405,7 @@ impl Running {
     }
 
     /// Waits until every scrape target that is a service of this stack is up.
-    async fn wait_targets(&self, stack: &Stack, eff: &Effective) -> Result<()> {
+    pub(crate) async fn wait_targets(&self, stack: &Stack, eff: &Effective) -> Result<()> {
         let prom = crate::observe::Prometheus::new(self.url(&stack.prometheus_service)?);
         let (interval, timeout) = eff.prometheus.config.slowest_scrape();
         let deadline = Instant::now() + 3 * (interval + timeout) + Duration::from_secs(30);

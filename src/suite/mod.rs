@@ -11,9 +11,11 @@
 //! apart, and none of them needs the stack to itself. Each drill ignores the
 //! alerts its neighbours expect; everything else still fails it.
 
+mod attached;
 mod partition;
 mod plan;
 
+pub use attached::run_attached;
 pub use partition::Partition;
 pub use plan::{longest_first, plan, settle, Footprint, Group};
 
@@ -35,6 +37,9 @@ use std::time::{Duration, Instant};
 /// signal stops the suite: the drills running are reported INTERRUPTED, the
 /// rest are not run, and nothing is left behind.
 pub async fn run(paths: &[PathBuf], opts: &Options) -> Result<Vec<DrillReport>> {
+    if let Some(file) = &opts.attach {
+        return run_attached(paths, opts, file).await;
+    }
     run_on(paths, opts, opts.share, opts.jobs).await
 }
 
