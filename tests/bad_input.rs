@@ -500,3 +500,37 @@ fn a_bench_is_checked_before_it_runs() {
         "{e}"
     );
 }
+
+/// An attach file is checked against its stack before anything is
+/// touched: a service the stack lacks, and a Prometheus with no port, are
+/// named at their line and column; `drill --attach` exits 2 with them.
+#[test]
+fn an_attach_file_is_checked_before_it_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("attach.yaml");
+    let stack = std::fs::canonicalize("tests/data/attach/stack.yaml").unwrap();
+    let text = format!(
+        "stack: {}\nservices:\n  alertmanager: {{port: 9093}}\n  backnd: {{port: 8000}}\n",
+        stack.display()
+    );
+    std::fs::write(&f, text).unwrap();
+    let e = firedrill::spec::attach::Attach::load(&f).expect_err("must be refused");
+    let text = render_spec_errors(&e);
+    assert!(
+        text.contains("attach.yaml:4:3") && text.contains("no service `backnd`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("attach.yaml:2:") && text.contains("`prometheus` needs its port"),
+        "{text}"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["drill", "--attach"])
+        .arg(&f)
+        .arg("tests/data/attach/scenarios")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no service `backnd`"), "{err}");
+}

@@ -183,3 +183,146 @@ fn what_cannot_be_drilled_is_said() {
     assert!(e.contains("docker-compose.yml:17:5"), "{e}");
     assert!(e.contains("restart"), "{e}");
 }
+
+/// Imports a seed's layout straight from tests/data (its config files are
+/// the repository's copies of the seed's) into a temporary folder.
+fn import_seed(seed: &str) -> (tempfile::TempDir, firedrill::init::import::Imported) {
+    let out = tempfile::tempdir().unwrap();
+    let compose = Path::new("tests/data/compose")
+        .join(seed)
+        .join("docker-compose.yml");
+    let done = import(&compose, &out.path().join("fd")).unwrap();
+    firedrill::spec::stack::Stack::load(&done.stack).unwrap();
+    for f in &done.drills.files {
+        firedrill::Scenario::load(f, None).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+    }
+    (out, done)
+}
+
+fn kinds(done: &firedrill::init::import::Imported) -> Vec<(String, String)> {
+    let stack = firedrill::spec::stack::Stack::load(&done.stack).unwrap();
+    stack
+        .doc
+        .services
+        .iter()
+        .map(|(n, s)| (n.clone(), format!("{:?}", s.kind)))
+        .collect()
+}
+
+/// Seed 000: the apps (built, or images firedrill does not know) are
+/// fixtures keeping their container names and limits; the Teams bridge is
+/// said to be replaced by the mock; the webhook in .env never comes out.
+#[test]
+fn seed_000_apps_become_fixtures_and_the_bridge_is_named() {
+    let (out, done) = import_seed("seed-000");
+    let mut fixtures: Vec<_> = kinds(&done)
+        .into_iter()
+        .filter(|(_, k)| k == "Fixture")
+        .map(|(n, _)| n)
+        .collect();
+    fixtures.sort();
+    assert_eq!(
+        fixtures,
+        [
+            "llm",
+            "mcp-external",
+            "mcp-internal",
+            "qdrant",
+            "stt",
+            "tts"
+        ]
+    );
+    let text = std::fs::read_to_string(&done.stack).unwrap();
+    assert!(
+        text.contains("container_name: \"vllm\"\n    cpus: 1.5"),
+        "{text}"
+    );
+    assert!(
+        text.contains("mem_limit: 268435456\n    restart: on-failure"),
+        "{text}"
+    );
+    assert_eq!(done.unmapped.len(), 1, "{:?}", done.unmapped);
+    assert!(
+        done.unmapped[0].1.contains("a bridge to Teams"),
+        "{:?}",
+        done.unmapped
+    );
+    for (f, t) in texts(out.path()) {
+        assert!(
+            !t.contains("never-printed"),
+            "{} holds the webhook",
+            f.display()
+        );
+    }
+}
+
+/// Seed 002: PostgreSQL and its exporter keep user and database; the
+/// password (in .env, and inside the exporter's DSN) becomes one made for
+/// the run; services no job scrapes are listed with why.
+#[test]
+fn seed_002_database_passwords_are_made_for_the_run() {
+    let (out, done) = import_seed("seed-002");
+    let k = kinds(&done);
+    assert!(k.contains(&("postgre".into(), "Postgres".into())), "{k:?}");
+    assert!(
+        k.contains(&("postgres_exporter".into(), "PostgresExporter".into())),
+        "{k:?}"
+    );
+    let text = std::fs::read_to_string(&done.stack).unwrap();
+    assert!(
+        text.contains("DATA_SOURCE_URI: \"postgre:5432/app?sslmode=disable\""),
+        "{text}"
+    );
+    assert!(text.contains("generated: postgres-password"), "{text}");
+    let mut left: Vec<&str> = done.unmapped.iter().map(|(s, _)| s.as_str()).collect();
+    left.sort();
+    assert_eq!(left, ["minio", "neo4j", "neo4j_exporter"]);
+    assert!(done
+        .unmapped
+        .iter()
+        .all(|(_, why)| why.contains("no scrape job reaches")));
+    for (f, t) in texts(out.path()) {
+        assert!(
+            !t.contains("never-printed"),
+            "{} holds the password",
+            f.display()
+        );
+    }
+}
+
+/// Seed 003: the ML API is a fixture under the container name cAdvisor's
+/// rules select; Alertmanager's config comes from a bound folder, Grafana
+/// from the grafana-oss image.
+#[test]
+fn seed_003_keeps_the_container_name_its_rules_select() {
+    let (_out, done) = import_seed("seed-003");
+    assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
+    let k = kinds(&done);
+    assert!(k.contains(&("grafana".into(), "Grafana".into())), "{k:?}");
+    assert!(k.contains(&("cadvisor".into(), "Cadvisor".into())), "{k:?}");
+    let text = std::fs::read_to_string(&done.stack).unwrap();
+    assert!(text.contains("container_name: \"ml-api\""), "{text}");
+    assert!(!done.drills.files.is_empty());
+}
+
+/// Seed 004: two apps of their own are fixtures (a rated name with no
+/// `_total` is a gauge the app raises, as the seed's exposition has it);
+/// the webhook receiver no job scrapes is listed.
+#[test]
+fn seed_004_two_apps_and_a_receiver_left_out() {
+    let (_out, done) = import_seed("seed-004");
+    assert_eq!(done.fixtures.len(), 2, "{:?}", done.fixtures);
+    assert_eq!(done.unmapped.len(), 1, "{:?}", done.unmapped);
+    assert_eq!(done.unmapped[0].0, "coach_ai_webhook");
+    let fastapi = std::fs::read_to_string(
+        done.fixtures
+            .iter()
+            .find(|f| f.ends_with("fastapi.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        fastapi.contains("name: openai_cost_total_usd\n  type: gauge"),
+        "{fastapi}"
+    );
+}

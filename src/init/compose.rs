@@ -191,8 +191,9 @@ impl Project {
     pub fn binds(&self, svc: &dc::Service) -> Vec<Bind> {
         let host = |h: &str| -> Option<PathBuf> {
             if h.starts_with("./") || h.starts_with("../") || h == "." {
-                let h = h.strip_prefix("./").unwrap_or(h);
-                Some(self.dir.join(h))
+                let p = self.dir.join(h);
+                // `a/../../b` as the file system resolves it.
+                Some(p.canonicalize().unwrap_or(p))
             } else if h.starts_with('/') {
                 Some(PathBuf::from(h))
             } else {

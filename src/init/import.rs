@@ -19,6 +19,8 @@ use std::path::{Path, PathBuf};
 
 /// Where a Teams URL goes when `init` rewrites a literal `webhook_url`.
 const TEAMS_URL_FILE: &str = "/etc/alertmanager/secrets/teams-webhook-url";
+/// Images that relay Alertmanager's webhooks to Teams.
+const TEAMS_BRIDGES: [&str; 2] = ["prometheus-msteams", "prom2teams"];
 /// Grafana's provisioning folder unless `GF_PATHS_PROVISIONING` says.
 const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
 
@@ -343,6 +345,11 @@ impl<'a> Draft<'a> {
                 .image
                 .clone()
                 .map_or("a build of its own".to_string(), |i| format!("image {i}"));
+            let image = svc.image.as_deref().map(components::image_name);
+            if let Some(bridge) = image.filter(|i| TEAMS_BRIDGES.contains(&i.as_str())) {
+                self.unmapped(&name, format!("{bridge}, a bridge to Teams: the drill's Teams mock stands for Teams, reached by Alertmanager's msteams_configs"));
+                continue;
+            }
             if crate::spec::prometheus::jobs_scraping(&stack.prometheus.config, &name).is_empty() {
                 self.unmapped(
                     &name,
