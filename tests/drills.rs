@@ -1133,9 +1133,15 @@ async fn a_compose_project_imported_passes_its_generated_drills() {
         firedrill::init::import::import(&dir.path().join("docker-compose.yml"), &out).unwrap();
     assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
     assert_eq!(done.drills.files.len(), 3, "{:?}", done.drills.unclassified);
-    for f in &done.drills.files {
-        let r = run(f, false).await;
-        assert!(r.passed(), "{}: {}", f.display(), r.render());
+    // As a user runs them: one suite, the drills sharing the stack.
+    let _serial = SERIAL.lock().await;
+    let opts = Options::default().images(ImageSource::Offline);
+    let reports = firedrill::suite::run(&done.drills.files, &opts)
+        .await
+        .unwrap();
+    assert_eq!(reports.len(), 3);
+    for r in &reports {
+        assert!(r.passed(), "{}", r.render());
     }
 }
 

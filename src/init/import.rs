@@ -305,11 +305,7 @@ impl<'a> Draft<'a> {
                 lines.push(format!("  {k}: {}", q(&v)));
             }
         }
-        lines.push("  POSTGRES_PASSWORD_FILE: /run/secrets/postgres-password".into());
-        lines.push("secrets:".into());
-        lines.push(
-            "  - {path: /run/secrets/postgres-password, generated: postgres-password}".into(),
-        );
+        password(lines, "POSTGRES_PASSWORD_FILE");
         true
     }
 
@@ -328,11 +324,7 @@ impl<'a> Draft<'a> {
         if let Some(u) = user {
             lines.push(format!("  DATA_SOURCE_USER: {}", q(&u)));
         }
-        lines.push("  DATA_SOURCE_PASS_FILE: /run/secrets/postgres-password".into());
-        lines.push("secrets:".into());
-        lines.push(
-            "  - {path: /run/secrets/postgres-password, generated: postgres-password}".into(),
-        );
+        password(lines, "DATA_SOURCE_PASS_FILE");
         true
     }
 
@@ -439,6 +431,14 @@ fn limits(svc: &dc::Service) -> Vec<String> {
         out.push(format!("restart: {r}"));
     }
     out
+}
+
+/// The database password, one made for the run that PostgreSQL and its
+/// exporter share, read from a file named by `var` (the last `env:` line).
+fn password(lines: &mut Vec<String>, var: &str) {
+    lines.push(format!("  {var}: /run/secrets/postgres-password"));
+    lines.push("secrets:".into());
+    lines.push("  - {path: /run/secrets/postgres-password, generated: postgres-password}".into());
 }
 
 /// Docker's size (`512m`, `1g`, `1024k`, bytes) in bytes.

@@ -219,36 +219,26 @@ fn changes(
     now: &BTreeMap<String, &'static str>,
     seen: &mut impl FnMut(DateTime<Utc>, Event),
 ) {
-    for (k, to) in now {
-        let from = before.get(k).copied().unwrap_or("inactive");
-        if from != *to {
-            seen(
-                Utc::now(),
-                Event::Alert {
-                    alert: k.clone(),
-                    from,
-                    to,
-                },
-            );
+    let mut tell = |alert: &str, from: &'static str, to: &'static str| {
+        if from != to {
+            let alert = alert.to_string();
+            seen(Utc::now(), Event::Alert { alert, from, to });
         }
+    };
+    for (k, to) in now {
+        tell(k, before.get(k).copied().unwrap_or("inactive"), to);
     }
-    for (k, from) in before {
-        if !now.contains_key(k) {
-            // A firing alert that goes inactive has resolved.
-            let to = if *from == "firing" {
+    for (k, from) in before.iter().filter(|(k, _)| !now.contains_key(*k)) {
+        // A firing alert that goes inactive has resolved.
+        tell(
+            k,
+            from,
+            if *from == "firing" {
                 "resolved"
             } else {
                 "inactive"
-            };
-            seen(
-                Utc::now(),
-                Event::Alert {
-                    alert: k.clone(),
-                    from,
-                    to,
-                },
-            );
-        }
+            },
+        );
     }
 }
 

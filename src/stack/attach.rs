@@ -17,15 +17,23 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-/// The stack file a kept run brought up, from its containers' label.
-pub async fn stack_of(docker: &Docker, run_id: &str) -> Result<PathBuf> {
-    let list = docker
+/// Every container of run `run_id`, running or not.
+async fn run_containers(
+    docker: &Docker,
+    run_id: &str,
+) -> Result<Vec<bollard::models::ContainerSummary>> {
+    Ok(docker
         .list_containers(Some(ListContainersOptions {
             all: true,
             filters: run_filter(Some(run_id)),
             ..Default::default()
         }))
-        .await?;
+        .await?)
+}
+
+/// The stack file a kept run brought up, from its containers' label.
+pub async fn stack_of(docker: &Docker, run_id: &str) -> Result<PathBuf> {
+    let list = run_containers(docker, run_id).await?;
     let stack = list
         .iter()
         .find_map(|c| c.labels.as_ref()?.get(STACK_LABEL).cloned());
@@ -74,13 +82,7 @@ impl Running {
     /// The run `run_id` of `stack`, found by its labels; what this process
     /// does to it, it leaves up (`firedrill down RUN` removes it).
     pub async fn reattach(docker: &Docker, stack: &Stack, run_id: &str) -> Result<Running> {
-        let list = docker
-            .list_containers(Some(ListContainersOptions {
-                all: true,
-                filters: run_filter(Some(run_id)),
-                ..Default::default()
-            }))
-            .await?;
+        let list = run_containers(docker, run_id).await?;
         let mut services = BTreeMap::new();
         for c in &list {
             let Some(name) = c.labels.as_ref().and_then(|l| l.get(COMPOSE_SERVICE)) else {
