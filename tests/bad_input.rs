@@ -533,4 +533,32 @@ fn an_attach_file_is_checked_before_it_runs() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no service `backnd`"), "{err}");
+    // A valid file, and a scenario that would remove one of the user's
+    // containers: refused at the step, before anything is touched.
+    let text = format!(
+        "stack: {}\nservices:\n  prometheus: {{port: 9}}\n  alertmanager: {{port: 9}}\n",
+        stack.display()
+    );
+    std::fs::write(&f, text).unwrap();
+    let sc = dir.path().join("remove.yaml");
+    std::fs::write(
+        &sc,
+        format!(
+            "name: r\nstack: {}\nsteps:\n  - chaos: {{remove: backend}}\n",
+            stack.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_firedrill"))
+        .args(["drill", "--attach"])
+        .arg(&f)
+        .arg(&sc)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("remove.yaml:4:10") && err.contains("cannot be made again"),
+        "{err}"
+    );
 }

@@ -1318,8 +1318,18 @@ async fn a_stack_started_by_docker_compose_is_drilled_attached() {
     std::fs::write(&quiet, text.replace("  - chaos: {stop: backend}\n", "")).unwrap();
     let no_fault = drill(attach("attach.yaml", true), quiet.clone()).await;
     let no_fault_counted = drill(attach("no-mock.yaml", false), quiet).await;
-    // Compose's containers are still there: attaching removes nothing.
-    let ps = stack.run(&["ps", "-q"]);
+    // A drill that stops the backend and never starts it: it fails, and
+    // the backend is put back as it was found.
+    let undone = dir.path().join("never-undone.yaml");
+    std::fs::write(&undone, text.replace("  - chaos: {start: backend}\n", "")).unwrap();
+    let never_undone = drill(attach("attach.yaml", true), undone).await;
+    // Compose's containers are still running: attaching removes nothing,
+    // and what a drill stopped is started again.
+    let ps = std::process::Command::new("docker")
+        .args(["ps", "-q", "--filter"])
+        .arg(format!("label=com.docker.compose.project={project}"))
+        .output()
+        .unwrap();
     let left = String::from_utf8_lossy(&ps.stdout).lines().count();
     drop(stack);
     assert_eq!(left, 4, "the attached stack's containers stay up");
@@ -1343,6 +1353,8 @@ async fn a_stack_started_by_docker_compose_is_drilled_attached() {
     let unsent = step_message(&no_fault_counted, StepKind::ExpectTeams);
     assert!(unsent.contains("sent no msteams notification"), "{unsent}");
     assert!(!no_fault.passed(), "{}", no_fault.render());
+    assert!(!never_undone.passed(), "{}", never_undone.render());
+    assert_eq!(never_undone.restored, ["backend: started again"]);
     assert!(
         failed_step(&no_fault).contains("expect_alert"),
         "{}",

@@ -144,7 +144,7 @@ struct Drill<'a> {
     /// Alertmanager's msteams notifications when the drill began, where
     /// no Teams mock is in reach (an attached stack): `expect_teams` then
     /// reads the counter.
-    am_sent: Option<f64>,
+    am_sent: Option<teams::Counts>,
     /// Whether an `expect_teams` already read that counter.
     counted: bool,
     teams: Option<observe::TeamsMock>,
@@ -290,7 +290,7 @@ impl<'a> Drill<'a> {
         self.started = Utc::now();
         self.note_missed().await;
         if self.teams.is_none() {
-            self.am_sent = self.msteams_sent().await;
+            self.am_sent = self.teams_counts().await;
         }
         let steps = self.scenario.doc.steps.clone();
         for (i, step) in steps.iter().enumerate() {

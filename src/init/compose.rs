@@ -24,8 +24,6 @@ pub struct Project {
     pub name: String,
     /// The services by name, in the file's order.
     pub services: Vec<(String, dc::Service)>,
-    /// Top-level secrets: name → the file it comes from, if a file.
-    pub secrets: BTreeMap<String, Option<PathBuf>>,
     /// Variables that were unset and went blank.
     pub blank: Vec<String>,
 }
@@ -53,10 +51,13 @@ fn dot_env(text: &str) -> BTreeMap<String, String> {
             continue;
         };
         let v = v.trim();
-        let v = match (v.chars().next(), v.chars().last()) {
-            (Some(q @ ('"' | '\'')), Some(e)) if q == e && v.len() >= 2 => &v[1..v.len() - 1],
-            _ => v.split(" #").next().unwrap_or(v).trim_end(),
-        };
+        // A quoted value ends at its closing quote (a comment may follow).
+        let quoted = v
+            .chars()
+            .next()
+            .filter(|q| matches!(q, '"' | '\''))
+            .and_then(|q| v[1..].find(q).map(|end| &v[1..1 + end]));
+        let v = quoted.unwrap_or_else(|| v.split(" #").next().unwrap_or(v).trim_end());
         out.insert(k.trim().to_string(), v.to_string());
     }
     out
@@ -139,6 +140,9 @@ impl Project {
         };
         let vars = |k: &str| env.get(k).or_else(|| dotenv.get(k).cloned());
         let mut doc: Value = src.parse()?;
+        // `<<: *defaults`, as Compose reads it.
+        doc.apply_merge()
+            .map_err(|e| SpecError::from_yaml(&src.path, &src.text, &e))?;
         let mut blank = Vec::new();
         let errors = walk(&mut doc, "", &vars, &mut blank, &src);
         SpecErrors { errors }.into_result()?;
@@ -158,14 +162,6 @@ impl Project {
                 Err(e) => errors.push(service_error(&src, &name, v, &e)),
             }
         }
-        let mut secrets = BTreeMap::new();
-        if let Some(Value::Mapping(m)) = doc.get("secrets") {
-            for (k, v) in m {
-                let name = k.as_str().unwrap_or_default().to_string();
-                let file = v.get("file").and_then(Value::as_str).map(|f| dir.join(f));
-                secrets.insert(name, file);
-            }
-        }
         SpecErrors { errors }.into_result()?;
         let folder = dir
             .canonicalize()
@@ -182,23 +178,24 @@ impl Project {
             name,
             dir,
             services,
-            secrets,
             blank,
         })
     }
 
     /// The bind mounts of `svc` (named volumes and tmpfs left out).
     pub fn binds(&self, svc: &dc::Service) -> Vec<Bind> {
+        let path = |h: &str| -> PathBuf {
+            let p = match h.strip_prefix("~/") {
+                Some(rest) => std::env::var_os("HOME")
+                    .map_or(PathBuf::from(h), |home| PathBuf::from(home).join(rest)),
+                None => self.dir.join(h),
+            };
+            // `a/../../b` as the file system resolves it.
+            p.canonicalize().unwrap_or(p)
+        };
+        // Compose's short syntax: a source that is not a path is a volume's name.
         let host = |h: &str| -> Option<PathBuf> {
-            if h.starts_with("./") || h.starts_with("../") || h == "." {
-                let p = self.dir.join(h);
-                // `a/../../b` as the file system resolves it.
-                Some(p.canonicalize().unwrap_or(p))
-            } else if h.starts_with('/') {
-                Some(PathBuf::from(h))
-            } else {
-                None // a named volume
-            }
+            (h.starts_with('.') || h.starts_with('/') || h.starts_with("~/")).then(|| path(h))
         };
         svc.volumes
             .iter()
@@ -212,7 +209,7 @@ impl Project {
                     })
                 }
                 dc::Volumes::Advanced(a) if a._type == "bind" => Some(Bind {
-                    host: host(a.source.as_deref()?)?,
+                    host: path(a.source.as_deref()?),
                     container: a.target.clone(),
                 }),
                 dc::Volumes::Advanced(_) => None,
@@ -341,7 +338,7 @@ mod tests {
 
     #[test]
     fn dot_env_reads_compose_lines() {
-        let m = dot_env("# c\nA=1\nexport B='two words'\nC=\"q\"\nD=x # note\nbad\n");
+        let m = dot_env("# c\nA=1\nexport B='two words'\nC=\"q\" # c\nD=x # note\nbad\n");
         assert_eq!(m["A"], "1");
         assert_eq!(m["B"], "two words");
         assert_eq!(m["C"], "q");

@@ -7,21 +7,23 @@
 //! URL is never read, copied or printed); then a drill per alert. What
 //! could not be mapped is listed with why.
 
+use super::alertmanager::{for_drill, ForDrill, TEAMS_URL_FILE};
 use super::compose::Project;
+use super::configs::{dashboard_paths, rule_files, scrape_ports};
 use super::drills::q;
 use super::{relative, write_drills, Written};
 use crate::components::{self, Kind, PROM_DIR};
 use crate::error::{Error, Result};
+use crate::spec::source::Source;
 use crate::spec::stack::Stack;
 use docker_compose_types as dc;
 use serde_yaml_ng::Value;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// Where a Teams URL goes when `init` rewrites a literal `webhook_url`.
-const TEAMS_URL_FILE: &str = "/etc/alertmanager/secrets/teams-webhook-url";
 /// Images that relay Alertmanager's webhooks to Teams.
 const TEAMS_BRIDGES: [&str; 2] = ["prometheus-msteams", "prom2teams"];
-/// Grafana's provisioning folder unless `GF_PATHS_PROVISIONING` says.
+/// Grafana's provisioning folder (`GF_PATHS_PROVISIONING`'s default).
 const GRAFANA_PROVISIONING: &str = "/etc/grafana/provisioning";
 
 /// What `init --compose` wrote and could not map.
@@ -55,8 +57,9 @@ struct Draft<'a> {
 }
 
 /// Reads the Compose file at `compose` and writes `out/stack.yaml`,
-/// `out/fixtures/*.yaml` and `out/scenarios/*.yaml`. Nothing is
-/// overwritten.
+/// `out/fixtures/*.yaml` and `out/scenarios/*.yaml`. An existing
+/// stack.yaml or scenario is not overwritten; a failed import leaves no
+/// stack.yaml.
 pub fn import(compose: &Path, out: &Path) -> Result<Imported> {
     import_project(&Project::load(compose)?, out)
 }
@@ -71,6 +74,16 @@ pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
         )));
     }
     std::fs::create_dir_all(out).map_err(Error::io(out))?;
+    let done = draft(project, out);
+    if done.is_err() {
+        // A stack half written would block the next try.
+        std::fs::remove_file(&stack).ok();
+    }
+    done
+}
+
+fn draft(project: &Project, out: &Path) -> Result<Imported> {
+    let stack = out.join("stack.yaml");
     let names: Vec<&str> = project.services.iter().map(|(n, _)| n.as_str()).collect();
     let teams = ["teams", "teams-mock", "firedrill-teams"]
         .into_iter()
@@ -88,15 +101,28 @@ pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
             ..Default::default()
         },
     };
+    if !project.blank.is_empty() {
+        d.done.notes.push(format!(
+            "unset, so blank (as Compose makes them): {}",
+            project.blank.join(", ")
+        ));
+    }
     for (name, svc) in &project.services {
         d.map(name, svc)?;
     }
     for kind in [Kind::Prometheus, Kind::Alertmanager] {
         if !d.has(kind) {
+            let why: Vec<String> = d
+                .done
+                .unmapped
+                .iter()
+                .map(|(s, w)| format!("{s}: {w}"))
+                .collect();
             return Err(Error::Invalid(format!(
-                "{}: no {} service (by its image) that firedrill can run: it drills a stack through its Prometheus and Alertmanager",
+                "{}: no {} service (by its image) that firedrill can run: it drills a stack through its Prometheus and Alertmanager{}",
                 project.path.display(),
-                components::of(kind).name
+                components::of(kind).name,
+                if why.is_empty() { String::new() } else { format!(" ({})", why.join("; ")) }
             )));
         }
     }
@@ -222,36 +248,20 @@ impl<'a> Draft<'a> {
             );
             return Ok(false);
         };
-        let text = std::fs::read_to_string(&config).map_err(Error::io(&config))?;
-        let mut doc: Value = serde_yaml_ng::from_str(&text)?;
-        let teams = teams_receivers(&mut doc);
-        let mut files = teams.files.clone();
-        let config = if teams.literal > 0 {
-            let copy = self.out.join("alertmanager").join("alertmanager.yml");
-            std::fs::create_dir_all(copy.parent().unwrap_or(&self.out))
-                .map_err(Error::io(&copy))?;
-            let body = serde_yaml_ng::to_string(&doc)?;
-            let head = format!(
-                "# {} as firedrill drills it: its Teams webhook_url (written in clear,\n# not copied here) is read from {TEAMS_URL_FILE}, the Teams mock's URL in a drill.\n",
-                config.display()
-            );
-            std::fs::write(&copy, head + &body).map_err(Error::io(&copy))?;
-            self.done.rewritten.push((
-                copy.clone(),
-                format!(
-                    "{} receiver(s) held the Teams URL in clear: keep it in webhook_url_file",
-                    teams.literal
-                ),
-            ));
-            files.push(TEAMS_URL_FILE.into());
-            copy
+        let mut doc: Value = Source::read(&config)?.parse()?;
+        let d = for_drill(&mut doc);
+        let mut files = d.files.clone();
+        let config = if d.needs_copy() {
+            self.copy_alertmanager(&config, &doc, &d)?
         } else {
             config
         };
+        if d.literal > 0 {
+            files.push(TEAMS_URL_FILE.into());
+        }
         if files.is_empty() {
             self.done.notes.push(format!(
-                "{name}: no msteams_configs receiver: its alerts reach no Teams mock, so a drill's expect_teams fails{}",
-                if teams.other.is_empty() { String::new() } else { format!(" (receivers: {})", teams.other.join(", ")) }
+                "{name}: no Teams receiver (msteams_configs, msteamsv2_configs): its alerts reach no Teams mock, so a drill's expect_teams fails"
             ));
         }
         files.sort();
@@ -274,6 +284,35 @@ impl<'a> Draft<'a> {
             ));
         }
         Ok(true)
+    }
+
+    /// Writes the drill's copy of alertmanager.yml (`d` says why).
+    fn copy_alertmanager(&mut self, config: &Path, doc: &Value, d: &ForDrill) -> Result<PathBuf> {
+        let copy = self.out.join("alertmanager").join("alertmanager.yml");
+        std::fs::create_dir_all(copy.parent().unwrap_or(&self.out)).map_err(Error::io(&copy))?;
+        let mut why = Vec::new();
+        if d.literal > 0 {
+            why.push(format!(
+                "{} Teams URL(s) written in clear are read from {TEAMS_URL_FILE} (the mock's URL in a drill): keep yours in webhook_url_file",
+                d.literal
+            ));
+        }
+        if !d.dropped.is_empty() {
+            why.push(format!(
+                "a drill pages no one: dropped {}",
+                d.dropped.join(", ")
+            ));
+        }
+        if !d.withheld.is_empty() {
+            why.push(format!("secrets not copied: {}", d.withheld.join(", ")));
+        }
+        let head: String = std::iter::once(format!("{} as firedrill drills it:", config.display()))
+            .chain(why.iter().cloned())
+            .map(|l| format!("# {l}\n"))
+            .collect();
+        std::fs::write(&copy, head + &serde_yaml_ng::to_string(doc)?).map_err(Error::io(&copy))?;
+        self.done.rewritten.push((copy.clone(), why.join("; ")));
+        Ok(copy)
     }
 
     fn grafana(&mut self, name: &str, svc: &dc::Service, lines: &mut Vec<String>) -> bool {
@@ -454,136 +493,43 @@ fn docker_bytes(s: &str) -> Option<u64> {
     num.parse::<f64>().ok().map(|n| (n * mult as f64) as u64)
 }
 
-/// `postgresql://user:pass@host:5432/db?x` → (`host:5432/db?x`, `user`):
-/// the password is never carried.
+/// A PostgreSQL DSN as postgres_exporter's `DATA_SOURCE_URI` and user:
+/// `postgresql://user:pass@host:5432/db?x` → (`host:5432/db?x`, `user`),
+/// or libpq's `host=db port=5432 user=app password=… dbname=app`. The
+/// password is never carried, in the credentials or in the query.
 fn split_dsn(dsn: &str) -> (String, Option<String>) {
-    let rest = dsn.split_once("://").map_or(dsn, |(_, r)| r);
-    match rest.rsplit_once('@') {
-        Some((cred, host)) => (host.to_string(), cred.split(':').next().map(str::to_string)),
-        None => (rest.to_string(), None),
-    }
-}
-
-/// A Prometheus config's `rule_files` patterns.
-fn rule_files(text: &str) -> Vec<String> {
-    let doc: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
-    doc.get("rule_files")
-        .and_then(Value::as_sequence)
-        .map(|s| {
-            s.iter()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The ports of `host` among a Prometheus config's static targets.
-fn scrape_ports(text: &str, host: &str) -> Vec<u16> {
-    let doc: Value = serde_yaml_ng::from_str(text).unwrap_or(Value::Null);
-    let mut out = Vec::new();
-    for sc in doc
-        .get("scrape_configs")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
-        for c in sc
-            .get("static_configs")
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            for t in c
-                .get("targets")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
-                if let Some((h, p)) = t.as_str().and_then(|t| t.rsplit_once(':')) {
-                    if h == host {
-                        out.extend(p.parse::<u16>().ok());
-                    }
-                }
+    let Some((_, rest)) = dsn.split_once("://") else {
+        let kv: BTreeMap<&str, &str> = dsn
+            .split_whitespace()
+            .filter_map(|p| p.split_once('='))
+            .collect();
+        let host = kv.get("host").unwrap_or(&"localhost");
+        let port = kv.get("port").unwrap_or(&"5432");
+        let db = kv.get("dbname").unwrap_or(&"postgres");
+        let ssl = kv.get("sslmode").unwrap_or(&"disable");
+        let uri = format!("{host}:{port}/{db}?sslmode={ssl}");
+        return (uri, kv.get("user").map(|u| u.to_string()));
+    };
+    let (cred, host) = match rest.rsplit_once('@') {
+        Some((c, h)) => (Some(c), h),
+        None => (None, rest),
+    };
+    let host = match host.split_once('?') {
+        Some((h, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|p| !p.starts_with("password="))
+                .collect();
+            if kept.is_empty() {
+                h.to_string()
+            } else {
+                format!("{h}?{}", kept.join("&"))
             }
         }
-    }
-    out
-}
-
-/// Grafana dashboard providers' `options.path`, from the provisioning folder.
-fn dashboard_paths(prov: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(prov.join("dashboards")) else {
-        return vec![];
+        None => host.to_string(),
     };
-    let mut out = Vec::new();
-    for e in entries.flatten() {
-        let Ok(text) = std::fs::read_to_string(e.path()) else {
-            continue;
-        };
-        let Ok(doc) = serde_yaml_ng::from_str::<Value>(&text) else {
-            continue;
-        };
-        for p in doc
-            .get("providers")
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(path) = p
-                .get("options")
-                .and_then(|o| o.get("path"))
-                .and_then(Value::as_str)
-            {
-                out.push(path.to_string());
-            }
-        }
-    }
-    out
-}
-
-/// What an Alertmanager config's receivers send to Teams.
-struct Teams {
-    /// `webhook_url_file` paths of `msteams_configs`.
-    files: Vec<String>,
-    /// `msteams_configs` with the URL in clear, now rewritten to read
-    /// [`TEAMS_URL_FILE`].
-    literal: usize,
-    /// Receivers with no `msteams_configs`.
-    other: Vec<String>,
-}
-
-fn teams_receivers(doc: &mut Value) -> Teams {
-    let mut t = Teams {
-        files: vec![],
-        literal: 0,
-        other: vec![],
-    };
-    let Some(receivers) = doc.get_mut("receivers").and_then(Value::as_sequence_mut) else {
-        return t;
-    };
-    for r in receivers {
-        let name = r
-            .get("name")
-            .and_then(Value::as_str)
-            .unwrap_or("?")
-            .to_string();
-        let Some(cfgs) = r
-            .get_mut("msteams_configs")
-            .and_then(Value::as_sequence_mut)
-        else {
-            t.other.push(name);
-            continue;
-        };
-        for c in cfgs.iter_mut().filter_map(Value::as_mapping_mut) {
-            if let Some(f) = c.get("webhook_url_file").and_then(Value::as_str) {
-                t.files.push(f.to_string());
-            } else if c.remove("webhook_url").is_some() {
-                c.insert("webhook_url_file".into(), TEAMS_URL_FILE.into());
-                t.literal += 1;
-            }
-        }
-    }
-    t
+    let user = cred.and_then(|c| c.split(':').next()).map(str::to_string);
+    (host, user)
 }
 
 #[cfg(test)]
@@ -596,21 +542,16 @@ mod tests {
             split_dsn("postgresql://app:s3cret@db:5432/app?sslmode=disable"),
             ("db:5432/app?sslmode=disable".into(), Some("app".into()))
         );
+        assert_eq!(
+            split_dsn("host=db port=5433 user=app password=s3cret dbname=app"),
+            ("db:5433/app?sslmode=disable".into(), Some("app".into()))
+        );
+        assert_eq!(
+            split_dsn("postgresql://db:5432/app?password=s3cret&sslmode=disable"),
+            ("db:5432/app?sslmode=disable".into(), None)
+        );
         assert_eq!(docker_bytes("512m"), Some(512 << 20));
         assert_eq!(docker_bytes("1g"), Some(1 << 30));
         assert_eq!(docker_bytes("2048"), Some(2048));
-    }
-
-    #[test]
-    fn a_literal_teams_url_is_read_from_a_file() {
-        let mut doc: Value = serde_yaml_ng::from_str(
-            "receivers:\n- name: t\n  msteams_configs:\n  - webhook_url: https://example.invalid/hook/abc\n- name: w\n  webhook_configs: [{url: 'http://x'}]\n",
-        )
-        .unwrap();
-        let t = teams_receivers(&mut doc);
-        assert_eq!((t.literal, t.other.clone()), (1, vec!["w".to_string()]));
-        let text = serde_yaml_ng::to_string(&doc).unwrap();
-        assert!(!text.contains("example.invalid"), "{text}");
-        assert!(text.contains(TEAMS_URL_FILE));
     }
 }

@@ -44,7 +44,8 @@ pub fn interpolate(
             rest = r;
         } else if let Some(body) = after.strip_prefix('{') {
             let end = closing(body).ok_or_else(|| Failure {
-                expr: format!("${{{body}"),
+                // The rest of the value may hold a secret: a few characters.
+                expr: format!("${{{}…", body.chars().take(12).collect::<String>()),
                 why: "no closing `}`".into(),
             })?;
             out.push_str(&braced(&body[..end], vars, blank)?);
@@ -114,7 +115,7 @@ fn braced(body: &str, vars: &dyn Vars, blank: &mut Vec<String>) -> Result<String
     let Some(sigil) = op.chars().next() else {
         return Err(fail("`:` with no operator"));
     };
-    let arg = &op[1..];
+    let arg = &op[sigil.len_utf8()..];
     // `:` makes an empty value count as unset.
     let set = value.as_deref().is_some_and(|v| !colon || !v.is_empty());
     match sigil {
@@ -176,6 +177,11 @@ mod tests {
         assert!(run("${EMPTY:?x}").is_err());
         assert!(run("${PORT").is_err());
         assert!(run("${1X}").is_err());
+        // Not ASCII after the name: an error, not a panic.
+        assert!(run("${PORT–x}").is_err());
+        assert!(run("${PORTé}").is_err());
+        let e = run("${PORT and then a long secret value").unwrap_err();
+        assert!(!e.expr.contains("secret"), "{}", e.expr);
         let mut blank = Vec::new();
         assert_eq!(interpolate("x${NOPE}y", &env, &mut blank).unwrap(), "xy");
         assert_eq!(blank, ["NOPE"]);

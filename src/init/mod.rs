@@ -3,7 +3,9 @@
 //! team starts from a suite that covers every alert it can provoke and a
 //! list of those it cannot, with why.
 
+pub mod alertmanager;
 pub mod compose;
+mod configs;
 pub mod drills;
 pub mod import;
 pub mod interpolate;

@@ -33,6 +33,11 @@ const WEBHOOK_HOSTS: &[&str] = &[
     "powerautomate",
 ];
 
+/// Whether a key's value is a secret when written inline.
+pub fn is_secret_key(k: &str) -> bool {
+    SECRET_KEYS.contains(&k) || k.ends_with("_password") || k.ends_with("_secret")
+}
+
 fn walk(v: &Value, path: &str, in_receiver: bool, src: &Source, out: &mut Vec<Finding>) {
     match v {
         Value::Mapping(m) => {
@@ -46,9 +51,7 @@ fn walk(v: &Value, path: &str, in_receiver: bool, src: &Source, out: &mut Vec<Fi
                 let receiver = in_receiver || k.ends_with("_configs") || k == "receivers";
                 if let Value::String(s) = val {
                     let inline_url = URL_KEYS.contains(&k) && receiver && s.starts_with("http");
-                    let secret_key = SECRET_KEYS.contains(&k)
-                        || k.ends_with("_password")
-                        || k.ends_with("_secret");
+                    let secret_key = is_secret_key(k);
                     let inline_secret = secret_key && !s.is_empty() && !s.starts_with("$__");
                     if inline_url || inline_secret {
                         let fix = if inline_url {

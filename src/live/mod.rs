@@ -178,9 +178,11 @@ pub async fn watch(
     let mut cards = vec![0usize; teams.len()];
     tokio::pin!(stop);
     while started.elapsed() < limit {
-        let now = alert_states(&prom).await;
-        changes(&states, &now, &mut seen);
-        states = now;
+        // Prometheus out of reach says nothing of the alerts: no change.
+        if let Some(now) = alert_states(&prom).await {
+            changes(&states, &now, &mut seen);
+            states = now;
+        }
         for (t, n) in teams.iter().zip(cards.iter_mut()) {
             let got = t.deliveries().await.unwrap_or_default();
             for d in got.iter().skip(*n) {
@@ -204,13 +206,14 @@ pub async fn watch(
 }
 
 /// Each alert's state now, by its name and labels.
-async fn alert_states(prom: &Prometheus) -> BTreeMap<String, &'static str> {
-    prom.alerts()
-        .await
-        .unwrap_or_default()
-        .iter()
-        .map(|a| (alert_key(&a.labels), state_name(&a.state)))
-        .collect()
+async fn alert_states(prom: &Prometheus) -> Option<BTreeMap<String, &'static str>> {
+    let alerts = prom.alerts().await.ok()?;
+    Some(
+        alerts
+            .iter()
+            .map(|a| (alert_key(&a.labels), state_name(&a.state)))
+            .collect(),
+    )
 }
 
 /// Calls `seen` with each alert whose state changed from `before` to `now`.

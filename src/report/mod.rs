@@ -243,6 +243,10 @@ pub struct DrillReport {
     /// image, each with what plays it and why; node-exporters that read a
     /// synthetic host, each with which.
     pub stand_ins: Vec<(String, String)>,
+    /// Containers of an attached stack the drill left stopped or paused,
+    /// each put back as it found them, in a line.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub restored: Vec<String>,
     /// Each step and precondition, in order.
     pub steps: Vec<StepResult>,
     /// What was measured for each alert the drill provoked.
@@ -309,6 +313,7 @@ impl DrillReport {
             lower_bound: Duration::ZERO,
             skipped_services: vec![],
             stand_ins: vec![],
+            restored: vec![],
             steps: vec![],
             breakdowns: vec![],
             loads: vec![],

@@ -201,7 +201,8 @@ impl DrillReport {
             .stand_ins
             .iter()
             .map(|(name, what)| format!("service {name}: {what}"));
-        skipped.chain(played).collect()
+        let restored = self.restored.iter().map(|r| format!("put back: {r}"));
+        skipped.chain(played).chain(restored).collect()
     }
 
     /// The end-of-drill summary for the terminal.

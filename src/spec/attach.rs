@@ -57,7 +57,8 @@ pub struct Attach {
 
 impl Attach {
     /// Reads `path` and checks it against the stack it names: every
-    /// service is one of the stack's, and Prometheus has a port.
+    /// service is one of the stack's, and Prometheus and Alertmanager have
+    /// a port.
     pub fn load(path: &Path) -> Result<Attach, SpecErrors> {
         let one = |e: SpecError| SpecErrors { errors: vec![e] };
         let source = Source::read(path).map_err(one)?;

@@ -50,19 +50,20 @@ pub async fn stack_of(docker: &Docker, run_id: &str) -> Result<PathBuf> {
     }
 }
 
-/// The container Compose runs for `service` of `project`, by its labels.
-async fn compose_container(
-    docker: &Docker,
-    project: &str,
-    service: &str,
-) -> Result<Option<String>> {
-    let filters = [(
-        "label".to_string(),
-        vec![
-            format!("com.docker.compose.project={project}"),
-            format!("{COMPOSE_SERVICE}={service}"),
-        ],
-    )]
+/// The container Compose runs for `service` of `project`, by its labels:
+/// the one running that is not a one-off (`docker compose run`).
+async fn compose_container(docker: &Docker, project: &str, service: &str) -> Result<Vec<String>> {
+    let filters = [
+        (
+            "label".to_string(),
+            vec![
+                format!("com.docker.compose.project={project}"),
+                format!("{COMPOSE_SERVICE}={service}"),
+                "com.docker.compose.oneoff=False".to_string(),
+            ],
+        ),
+        ("status".to_string(), vec!["running".to_string()]),
+    ]
     .into();
     let list = docker
         .list_containers(Some(ListContainersOptions {
@@ -73,9 +74,16 @@ async fn compose_container(
         .await?;
     Ok(list
         .iter()
-        .flat_map(|c| c.names.iter().flatten())
-        .next()
-        .map(|n| n.trim_start_matches('/').to_string()))
+        .filter_map(|c| c.names.iter().flatten().next())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect())
+}
+
+/// A container's state, as an attached drill found it and must leave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    running: bool,
+    paused: bool,
 }
 
 impl Running {
@@ -157,9 +165,19 @@ impl Running {
             };
             let container = match (&a.container, &attach.doc.project) {
                 (Some(c), _) => c.clone(),
-                (None, Some(p)) => compose_container(docker, p, name)
-                    .await?
-                    .unwrap_or_default(),
+                (None, Some(p)) => {
+                    let found = compose_container(docker, p, name).await?;
+                    let [one] = found.as_slice() else {
+                        let at = attach.source.error(&format!("services.{name}"), format!(
+                            "Compose project `{p}` runs {} container(s) of service `{name}` ({}): name the one with `container:`",
+                            found.len(),
+                            found.join(", ")
+                        ));
+                        return Err(at.into());
+                    };
+                    one.clone()
+                }
+                // No container to act on: chaos on it fails, saying so.
                 (None, None) => String::new(),
             };
             let svc = Service {
@@ -205,6 +223,45 @@ impl Running {
             }
         }
         Ok(running)
+    }
+
+    /// The state of each attached container, before a drill.
+    pub async fn states(&self) -> BTreeMap<String, Held> {
+        let mut out = BTreeMap::new();
+        for s in self.services.values().filter(|s| !s.container.is_empty()) {
+            if let Ok(i) = self.docker.inspect_container(&s.container, None).await {
+                let st = i.state.unwrap_or_default();
+                let held = Held {
+                    running: st.running.unwrap_or(false),
+                    paused: st.paused.unwrap_or(false),
+                };
+                out.insert(s.name.clone(), held);
+            }
+        }
+        out
+    }
+
+    /// Puts each container back as `before` found it: started again if a
+    /// drill stopped or killed it, resumed if it paused it, whatever way
+    /// the drill ended. What it did, a line per container.
+    pub async fn restore(&self, before: &BTreeMap<String, Held>) -> Vec<String> {
+        let now = self.states().await;
+        let mut done = Vec::new();
+        for (name, was) in before {
+            let Some(is) = now.get(name) else { continue };
+            let r = if !was.paused && is.paused {
+                self.unpause(name).await.map(|_| "resumed")
+            } else if was.running && !is.running {
+                self.start(name).await.map(|_| "started again")
+            } else {
+                continue;
+            };
+            done.push(match r {
+                Ok(what) => format!("{name}: {what}"),
+                Err(e) => format!("{name}: could not be put back: {e}"),
+            });
+        }
+        done
     }
 
     /// Leaves the run up when this value is dropped: `firedrill up` ends

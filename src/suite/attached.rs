@@ -8,10 +8,13 @@
 use super::settle;
 use crate::drill::{self, Event, Options};
 use crate::error::Result;
+use crate::error::SpecErrors;
 use crate::load;
 use crate::render;
+use crate::render::Effective;
 use crate::report::DrillReport;
 use crate::spec::attach::Attach;
+use crate::spec::scenario::{Chaos, ContainerAction, Scenario, Step};
 use crate::stack::Running;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -38,6 +41,7 @@ pub async fn run_attached(
         let eff = render::render(&sc.stack, 1.0)?;
         items.push((sc, eff));
     }
+    refuse_removal(&items)?;
     let Some(stack) = items.first().map(|(s, _)| &s.stack) else {
         return Ok(vec![]);
     };
@@ -65,14 +69,19 @@ pub async fn run_attached(
             }
         }
         let t = Instant::now();
+        let before = running.states().await;
         let foreign = Vec::new();
         report.interrupted = tokio::select! {
             _ = drill::on_stack(sc, eff, &running, opts, &foreign, &engine, &mut report) => false,
             _ = crate::util::interrupted() => true,
         };
+        // Whatever way the drill ended, the user's containers as it found them.
+        report.restored = running.restore(&before).await;
         if report.interrupted {
-            report.error =
-                Some("interrupted (Ctrl-C or SIGTERM): the attached stack is left as it is".into());
+            report.error = Some(
+                "interrupted (Ctrl-C or SIGTERM): the attached stack is put back as it was found"
+                    .into(),
+            );
         }
         report.wall = t.elapsed();
         let r = settle(None, report);
@@ -85,4 +94,22 @@ pub async fn run_attached(
     }
     engine.shutdown();
     Ok(reports)
+}
+
+/// An attached stack's containers are the user's: no step may remove one
+/// (it could not be made again). Each such step at its line and column.
+fn refuse_removal(items: &[(Scenario, Effective)]) -> Result<()> {
+    let mut errors = Vec::new();
+    for (sc, _) in items {
+        for (i, step) in sc.doc.steps.iter().enumerate() {
+            let Step::Chaos(c) = step else { continue };
+            if let Ok(Chaos::Container(ContainerAction::Remove, s)) = c.action() {
+                errors.push(sc.source.error(
+                    &format!("steps.{i}"),
+                    format!("`remove: {s}` on an attached stack: its containers are the user's, and a removed one cannot be made again; use `stop` or `kill`"),
+                ));
+            }
+        }
+    }
+    Ok(SpecErrors { errors }.into_result()?)
 }
