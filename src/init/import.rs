@@ -9,11 +9,12 @@
 
 use super::alertmanager::{for_drill, ForDrill, TEAMS_URL_FILE};
 use super::compose::Project;
-use super::configs::{dashboard_paths, rule_files, scrape_ports};
+use super::configs::dashboard_paths;
 use super::drills::q;
 use super::{relative, write_drills, Written};
 use crate::components::{self, Kind, PROM_DIR};
 use crate::error::{Error, Result};
+use crate::spec::prometheus::PromConfig;
 use crate::spec::source::Source;
 use crate::spec::stack::Stack;
 use docker_compose_types as dc;
@@ -53,6 +54,9 @@ struct Draft<'a> {
     services: Vec<(String, Vec<String>)>,
     /// Services with no known image, for a fixture if a job scrapes them.
     unknown: Vec<(String, &'a dc::Service)>,
+    /// The project's Prometheus config, read once (its errors are the
+    /// stack's to report, at their line).
+    prom: Option<PromConfig>,
     done: Imported,
 }
 
@@ -96,11 +100,18 @@ fn draft(project: &Project, out: &Path) -> Result<Imported> {
         teams,
         services: Vec::new(),
         unknown: Vec::new(),
+        prom: None,
         done: Imported {
             stack: stack.clone(),
             ..Default::default()
         },
     };
+    d.prom = project
+        .services
+        .iter()
+        .find(|(_, s)| s.image.as_deref().and_then(components::of_image) == Some(Kind::Prometheus))
+        .and_then(|(_, s)| d.file(s, &prom_config_path(s)))
+        .and_then(|f| Source::read(&f).ok()?.parse().ok());
     if !project.blank.is_empty() {
         d.done.notes.push(format!(
             "unset, so blank (as Compose makes them): {}",
@@ -191,12 +202,7 @@ impl<'a> Draft<'a> {
 
     /// The port a scrape job reaches the service on, when not the kind's own.
     fn port_of(&self, name: &str, kind: Kind) -> Option<u16> {
-        let prom = self.project.services.iter().find(|(_, s)| {
-            s.image.as_deref().and_then(components::of_image) == Some(Kind::Prometheus)
-        })?;
-        let config = self.file(&prom.1, &prom_config_path(&prom.1))?;
-        let text = std::fs::read_to_string(config).ok()?;
-        let port = scrape_ports(&text, name).into_iter().next()?;
+        let port = self.prom.as_ref()?.target_port(name)?;
         (port != components::of(kind).port).then_some(port)
     }
 
@@ -210,8 +216,8 @@ impl<'a> Draft<'a> {
             return false;
         };
         let dir = at.rsplit_once('/').map_or("", |(d, _)| d).to_string();
-        let text = std::fs::read_to_string(&config).unwrap_or_default();
-        for pattern in rule_files(&text) {
+        let patterns = self.prom.as_ref().map(|p| p.rule_files.clone());
+        for pattern in patterns.unwrap_or_default() {
             let inside = if pattern.starts_with('/') {
                 pattern.clone()
             } else {

@@ -109,6 +109,18 @@ pub struct PromConfig {
 }
 
 impl PromConfig {
+    /// The port a static target names for `host` (`host:port`), if any.
+    pub fn target_port(&self, host: &str) -> Option<u16> {
+        self.scrape_configs
+            .iter()
+            .flat_map(|s| &s.static_configs)
+            .flat_map(|c| &c.targets)
+            .find_map(|t| match t.rsplit_once(':') {
+                Some((h, p)) if h == host => p.parse().ok(),
+                _ => None,
+            })
+    }
+
     /// The global scrape interval, default 1m.
     pub fn scrape_interval(&self) -> Duration {
         self.global

@@ -9,7 +9,7 @@ use super::{run_filter, Running, Service, COMPOSE_SERVICE, STACK_LABEL};
 use crate::components;
 use crate::error::{bail, Result};
 use crate::spec::attach::Attach;
-use crate::spec::stack::Stack;
+use crate::spec::stack::{Kind, Stack};
 use bollard::container::ListContainersOptions;
 use bollard::Docker;
 use std::collections::BTreeMap;
@@ -86,7 +86,44 @@ pub struct Held {
     paused: bool,
 }
 
+impl Service {
+    /// A service running in a container this process did not start.
+    fn reached(name: &str, kind: Kind, port: u16, host_port: u16, container: String) -> Service {
+        Service {
+            name: name.to_string(),
+            kind,
+            port,
+            host_port,
+            container,
+            skipped: None,
+            stand_in: None,
+            ready: components::of(kind).ready,
+        }
+    }
+}
+
 impl Running {
+    /// A stack this process did not bring up: dropping it removes nothing.
+    fn not_ours(
+        docker: &Docker,
+        run_id: String,
+        network: String,
+        services: BTreeMap<String, Service>,
+    ) -> Running {
+        Running {
+            docker: docker.clone(),
+            run_id,
+            network,
+            services,
+            teams_token: String::new(),
+            generated: BTreeMap::new(),
+            down: AtomicBool::new(true),
+            _names: None,
+            bring_up: Duration::ZERO,
+            made: Default::default(),
+        }
+    }
+
     /// The run `run_id` of `stack`, found by its labels; what this process
     /// does to it, it leaves up (`firedrill down RUN` removes it).
     pub async fn reattach(docker: &Docker, stack: &Stack, run_id: &str) -> Result<Running> {
@@ -114,19 +151,8 @@ impl Running {
                 .next()
                 .map(|n| n.trim_start_matches('/').to_string())
                 .unwrap_or_default();
-            services.insert(
-                name.clone(),
-                Service {
-                    name: name.clone(),
-                    kind: spec.kind,
-                    port,
-                    host_port,
-                    container,
-                    skipped: None,
-                    stand_in: None,
-                    ready: components::of(spec.kind).ready,
-                },
-            );
+            let svc = Service::reached(name, spec.kind, port, host_port, container);
+            services.insert(name.clone(), svc);
         }
         for (name, spec) in &stack.doc.services {
             if !services.contains_key(name) {
@@ -137,18 +163,13 @@ impl Running {
                 );
             }
         }
-        Ok(Running {
-            docker: docker.clone(),
-            run_id: run_id.to_string(),
-            network: format!("firedrill-{run_id}"),
+        let network = format!("firedrill-{run_id}");
+        Ok(Running::not_ours(
+            docker,
+            run_id.to_string(),
+            network,
             services,
-            teams_token: String::new(),
-            generated: BTreeMap::new(),
-            down: AtomicBool::new(true),
-            _names: None,
-            bring_up: Duration::ZERO,
-            made: Default::default(),
-        })
+        ))
     }
 
     /// The stack an attach file describes, already running. A service the
@@ -180,16 +201,7 @@ impl Running {
                 // No container to act on: chaos on it fails, saying so.
                 (None, None) => String::new(),
             };
-            let svc = Service {
-                name: name.clone(),
-                kind: spec.kind,
-                port,
-                host_port: a.port,
-                container,
-                skipped: None,
-                stand_in: None,
-                ready: components::of(spec.kind).ready,
-            };
+            let svc = Service::reached(name, spec.kind, port, a.port, container);
             services.insert(name.clone(), svc);
         }
         let stem = attach
@@ -198,18 +210,8 @@ impl Running {
             .file_stem()
             .unwrap_or_default()
             .to_string_lossy();
-        let running = Running {
-            docker: docker.clone(),
-            run_id: format!("attached-{stem}"),
-            network: String::new(),
-            services,
-            teams_token: String::new(),
-            generated: BTreeMap::new(),
-            down: AtomicBool::new(true),
-            _names: None,
-            bring_up: Duration::ZERO,
-            made: Default::default(),
-        };
+        let running =
+            Running::not_ours(docker, format!("attached-{stem}"), String::new(), services);
         for s in running.services.values().filter(|s| s.skipped.is_none()) {
             let ready = running.wait_ready(&s.name, s.ready, Duration::from_secs(10));
             if let Err(e) = ready.await {

@@ -61,13 +61,7 @@ pub async fn run_attached(
             took,
             scenarios: &[path.display().to_string()],
         });
-        let mut report = DrillReport::new(sc, &running.run_id);
-        report.bring_up = took;
-        for s in running.services.values() {
-            if let Some(why) = &s.skipped {
-                report.skipped_services.push((s.name.clone(), why.clone()));
-            }
-        }
+        let mut report = super::report_on(sc, &running, took);
         let t = Instant::now();
         let before = running.states().await;
         let foreign = Vec::new();

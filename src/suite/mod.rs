@@ -206,6 +206,22 @@ struct GroupRun {
     broken: Option<String>,
 }
 
+/// A drill's report before its steps: the stack it runs on, with its
+/// skipped and stood-in services.
+fn report_on(sc: &Scenario, running: &Running, took: Duration) -> DrillReport {
+    let mut report = DrillReport::new(sc, &running.run_id);
+    report.bring_up = took;
+    for s in running.services.values() {
+        if let Some(why) = &s.skipped {
+            report.skipped_services.push((s.name.clone(), why.clone()));
+        }
+        if let Some(what) = &s.stand_in {
+            report.stand_ins.push((s.name.clone(), what.clone()));
+        }
+    }
+    report
+}
+
 /// Resolves once a signal has come.
 async fn stopped(mut rx: tokio::sync::watch::Receiver<bool>) {
     rx.wait_for(|v| *v).await.ok();
@@ -378,22 +394,13 @@ impl SuiteRun<'_> {
             })
             .collect();
         let (sc, eff) = &self.items[i];
-        let mut report = DrillReport::new(sc, &running.run_id);
-        report.bring_up = took;
+        let mut report = report_on(sc, running, took);
         report.fresh_stack = fresh;
         report.beside = names
             .iter()
             .filter(|n| **n != sc.doc.name)
             .cloned()
             .collect();
-        for s in running.services.values() {
-            if let Some(why) = &s.skipped {
-                report.skipped_services.push((s.name.clone(), why.clone()));
-            }
-            if let Some(what) = &s.stand_in {
-                report.stand_ins.push((s.name.clone(), what.clone()));
-            }
-        }
         let t = Instant::now();
         report.interrupted = tokio::select! {
             _ = drill::on_stack(sc, eff, running, self.opts, &foreign, self.engine, &mut report) => false,
