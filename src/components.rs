@@ -38,6 +38,9 @@ pub enum Kind {
     Postgres,
     /// prometheus-community's postgres_exporter.
     PostgresExporter,
+    /// Any image the engine has, can pull, or builds from the service's
+    /// `build` context: a team's own service, run as it is.
+    Container,
 }
 
 /// One kind of component.
@@ -85,6 +88,9 @@ pub enum Image {
     /// An official image used when present or pullable, else firedrill's
     /// own stand-in, which exposes the same names, labels and semantics.
     OrStandIn(&'static str, StandIn),
+    /// The service's own: its `image`, or one built from its `build`
+    /// context (`kind: container`).
+    Service,
 }
 
 /// How firedrill's own image plays a component whose official image is absent.
@@ -148,6 +154,9 @@ pub enum Ready {
     /// The port accepts a TCP connection (PostgreSQL opens it once
     /// initialised and recovered).
     Tcp,
+    /// Docker's healthcheck of the container (the image's `HEALTHCHECK` or
+    /// the service's `healthcheck`) reports it healthy.
+    Healthy,
 }
 
 /// How a shared stack's reset starts a component over between drills
@@ -202,7 +211,7 @@ const PLAIN: Component = Component {
 };
 
 /// Every kind of component, one row each.
-pub const TABLE: [Component; 10] = [
+pub const TABLE: [Component; 11] = [
     Component {
         kind: Kind::Prometheus,
         name: "prometheus",
@@ -432,6 +441,20 @@ pub const TABLE: [Component; 10] = [
         catalogue: Catalogue::Static(include_str!("../fixtures/catalogs/postgres-exporter.yaml")),
         ..PLAIN
     },
+    Component {
+        kind: Kind::Container,
+        name: "container",
+        // No usual port: the stack file names the one it listens on.
+        port: 0,
+        image: Image::Service,
+        // The image's own command, unless the service's `command` replaces it.
+        argv: |_| vec![],
+        // Its `ready` path, its healthcheck, else its port: see `stack::plan`.
+        ready: Ready::Tcp,
+        // Whatever it keeps in memory goes with a restart.
+        reset: Reset::Restart,
+        ..PLAIN
+    },
 ];
 
 /// The uid and gid of a non-root image user (PostgreSQL refuses root).
@@ -469,7 +492,7 @@ pub fn of_image(image: &str) -> Option<Kind> {
     let official = |c: &Component| match c.image {
         Image::Pinned(o) => Some(o.registry),
         Image::Optional(r) | Image::OrStandIn(r, _) => Some(r),
-        Image::Firedrill => None,
+        Image::Firedrill | Image::Service => None,
     };
     TABLE
         .iter()

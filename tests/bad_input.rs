@@ -562,3 +562,41 @@ fn an_attach_file_is_checked_before_it_runs() {
         "{err}"
     );
 }
+
+/// A `kind: container` service is checked with the stack: no port and no
+/// image, a build context with no Dockerfile, a file to copy that does not
+/// exist, a healthcheck Docker cannot run, a secret with two destinations,
+/// and container keys on a fixture; each at its line and column.
+#[test]
+fn a_container_service_is_checked_before_it_runs() {
+    let dir = copy_of(&["tests/data/container"]);
+    let stack = dir.path().join("container/stack.yaml");
+    let text = std::fs::read_to_string(&stack).unwrap();
+    let text = text
+        .replace("      context: queue\n", "      context: prometheus\n")
+        .replace(
+            "      /etc/queue/textfile/queue.prom: textfile/queue.prom\n",
+            "      /etc/queue/textfile/queue.prom: textfile/missing.prom\n    healthcheck: {test: [\"/bin/true\"]}\n    secrets: [{path: /run/a, var: A, env: A}]\n",
+        )
+        + "  worker:\n    kind: container\n  teams2:\n    kind: teams-mock\n    image: x/y:1\n";
+    std::fs::write(&stack, text).unwrap();
+    let e = firedrill::spec::stack::Stack::load(&stack).expect_err("must be refused");
+    let text = render_spec_errors(&e);
+    for (at, says) in [
+        ("stack.yaml:21:5", "no Dockerfile in the build context"),
+        ("stack.yaml:31:39", "textfile/missing.prom does not exist"),
+        ("stack.yaml:32:19", "a healthcheck test is"),
+        ("stack.yaml:33:15", "exactly one of `path`"),
+        ("stack.yaml:37:3", "needs `image`"),
+        ("stack.yaml:37:3", "needs `port`"),
+        (
+            "stack.yaml:41:12",
+            "`image` is for `kind: container` services",
+        ),
+    ] {
+        assert!(
+            text.lines().any(|l| l.contains(at) && l.contains(says)),
+            "{at} {says}:\n{text}"
+        );
+    }
+}

@@ -5,7 +5,7 @@
 mod common;
 
 use common::copy_dir;
-use firedrill::init::import::import;
+use firedrill::init::import::{import, Own};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -51,7 +51,7 @@ fn texts(dir: &Path) -> Vec<(PathBuf, String)> {
 fn seed_001_becomes_a_stack_with_a_drill_per_alert() {
     let p = Project::new("seed-001");
     let out = p.path("firedrill");
-    let done = import(&p.compose(), &out).unwrap();
+    let done = import(&p.compose(), &out, Own::Fixtures).unwrap();
     assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
     assert_eq!(done.drills.files.len(), 3, "{:?}", done.drills.unclassified);
     assert!(done.drills.unclassified.is_empty());
@@ -89,7 +89,9 @@ fn seed_001_becomes_a_stack_with_a_drill_per_alert() {
         }
     }
     // Nothing is overwritten.
-    let again = import(&p.compose(), &out).unwrap_err().to_string();
+    let again = import(&p.compose(), &out, Own::Fixtures)
+        .unwrap_err()
+        .to_string();
     assert!(again.contains("does not overwrite"), "{again}");
 }
 
@@ -150,7 +152,7 @@ fn a_teams_url_in_clear_is_replaced_by_the_mock() {
     );
     std::fs::write(&am, text).unwrap();
     let out = p.path("firedrill");
-    let done = import(&p.compose(), &out).unwrap();
+    let done = import(&p.compose(), &out, Own::Fixtures).unwrap();
     assert_eq!(done.rewritten.len(), 1, "{:?}", done.rewritten);
     let stack = firedrill::spec::stack::Stack::load(&done.stack).unwrap();
     let am = stack.alertmanager.expect("alertmanager");
@@ -172,14 +174,18 @@ fn what_cannot_be_drilled_is_said() {
     let c = p.compose();
     let text = std::fs::read_to_string(&c).unwrap();
     std::fs::write(&c, text.replace("prom/prometheus:", "example/tsdb:")).unwrap();
-    let e = import(&c, &p.path("out")).unwrap_err().to_string();
+    let e = import(&c, &p.path("out"), Own::Fixtures)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("no prometheus service"), "{e}");
     std::fs::write(
         &c,
         text.replace("    restart: unless-stopped", "    restart: [1, 2]"),
     )
     .unwrap();
-    let e = import(&c, &p.path("out2")).unwrap_err().to_string();
+    let e = import(&c, &p.path("out2"), Own::Fixtures)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("docker-compose.yml:17:5"), "{e}");
     assert!(e.contains("restart"), "{e}");
 }
@@ -191,7 +197,7 @@ fn import_seed(seed: &str) -> (tempfile::TempDir, firedrill::init::import::Impor
     let compose = Path::new("tests/data/compose")
         .join(seed)
         .join("docker-compose.yml");
-    let done = import(&compose, &out.path().join("fd")).unwrap();
+    let done = import(&compose, &out.path().join("fd"), Own::Fixtures).unwrap();
     firedrill::spec::stack::Stack::load(&done.stack).unwrap();
     for f in &done.drills.files {
         firedrill::Scenario::load(f, None).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
@@ -325,4 +331,69 @@ fn seed_004_two_apps_and_a_receiver_left_out() {
         fastapi.contains("name: openai_cost_total_usd\n  type: gauge"),
         "{fastapi}"
     );
+}
+
+/// `--containers`: the team's own services run as they are. Seed 001's
+/// backend keeps its build context, port, plain environment and restart
+/// policy; its DATABASE_URL (a DSN with a password) becomes a secret read
+/// at drill time, its value written nowhere; a service with a healthcheck
+/// and a config file keeps both.
+#[test]
+fn containers_run_the_teams_own_services_as_they_are() {
+    let p = Project::new("seed-001");
+    let extra = "\n  worker:\n    image: team/worker:1.4\n    command: --queue jobs --verbose\n    expose: [\"9200\"]\n    environment: {API_TOKEN: abc123secret, LOG_LEVEL: info}\n    volumes: [\"./ops/prometheus/rules.yml:/etc/worker/rules.yml:ro\"]\n    healthcheck: {test: [\"CMD\", \"/bin/worker\", \"--check\"], interval: 2s, retries: 5}\n";
+    let text = std::fs::read_to_string(p.compose()).unwrap();
+    let text = text.replacen("\nservices:\n", &format!("\nservices:{extra}"), 1);
+    std::fs::write(p.compose(), text).unwrap();
+    let out = p.path("firedrill");
+    let done = import(&p.compose(), &out, Own::Containers).unwrap();
+    assert!(done.fixtures.is_empty(), "no fixture: {:?}", done.fixtures);
+    let stack = firedrill::spec::stack::Stack::load(&done.stack).unwrap();
+    let backend = &stack.doc.services["backend"];
+    assert_eq!(backend.kind, firedrill::spec::stack::Kind::Container);
+    let ctx = backend.build.as_ref().expect("build").spec().context;
+    assert!(
+        stack.source.relative(&ctx).join("Dockerfile").is_file(),
+        "{ctx}"
+    );
+    assert_eq!(backend.port, Some(8000));
+    assert_eq!(
+        backend.env.get("NODE_ENV").map(String::as_str),
+        Some("production")
+    );
+    let secret = &backend.secrets[0];
+    assert_eq!(
+        (secret.var.as_deref(), secret.env.as_deref()),
+        (Some("DATABASE_URL"), Some("DATABASE_URL"))
+    );
+    let worker = &stack.doc.services["worker"];
+    assert_eq!(worker.image.as_deref(), Some("team/worker:1.4"));
+    assert_eq!(worker.port, Some(9200));
+    assert_eq!(worker.args, ["--queue", "jobs", "--verbose"]);
+    assert_eq!(worker.secrets[0].var.as_deref(), Some("API_TOKEN"));
+    assert_eq!(
+        worker.env.get("LOG_LEVEL").map(String::as_str),
+        Some("info")
+    );
+    let rules = stack
+        .source
+        .relative(&worker.files["/etc/worker/rules.yml"]);
+    assert!(
+        rules.ends_with("ops/prometheus/rules.yml"),
+        "{}",
+        rules.display()
+    );
+    let h = worker.healthcheck.as_ref().expect("healthcheck");
+    assert_eq!(h.docker_test(), ["CMD", "/bin/worker", "--check"]);
+    assert_eq!(
+        (h.interval.map(|d| d.0.as_secs()), h.retries),
+        (Some(2), Some(5))
+    );
+    // Only `stop` fits a container's alerts: the others are listed, with why.
+    assert_eq!(done.drills.files.len(), 1, "{:?}", done.drills.unclassified);
+    for (f, t) in texts(&out) {
+        for secret in ["abc123secret", "placeholder", URL] {
+            assert!(!t.contains(secret), "{secret} in {}", f.display());
+        }
+    }
 }

@@ -1129,8 +1129,12 @@ async fn a_compose_project_imported_passes_its_generated_drills() {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new("tests/data/compose/seed-001"), dir.path());
     let out = dir.path().join("firedrill");
-    let done =
-        firedrill::init::import::import(&dir.path().join("docker-compose.yml"), &out).unwrap();
+    let done = firedrill::init::import::import(
+        &dir.path().join("docker-compose.yml"),
+        &out,
+        Default::default(),
+    )
+    .unwrap();
     assert!(done.unmapped.is_empty(), "{:?}", done.unmapped);
     assert_eq!(done.drills.files.len(), 3, "{:?}", done.drills.unclassified);
     // As a user runs them: one suite, the drills sharing the stack.
@@ -1386,4 +1390,99 @@ fn failed_step(r: &DrillReport) -> String {
         .find(|s| s.status != Status::Pass)
         .map(|s| s.line())
         .unwrap_or_default()
+}
+
+/// A copy of tests/data/container (a team's own service built from its
+/// Dockerfile), to break.
+fn container_stack() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(Path::new("tests/data/container"), dir.path());
+    dir
+}
+
+/// Replaces `from` by `to` in `dir/rel`; `from` must be there exactly once.
+fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
+    let p = dir.join(rel);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(text.matches(from).count(), 1, "`{from}` once in {rel}");
+    std::fs::write(&p, text.replace(from, to)).unwrap();
+}
+
+/// `kind: container`: the team's image is built from its context with its
+/// arguments, run with its command, files, limits and restart policy, ready
+/// by its own HEALTHCHECK; restart and stop fire their alerts, which reach
+/// Teams and resolve.
+#[tokio::test]
+async fn a_team_container_is_built_run_and_drilled() {
+    let dir = container_stack();
+    let r = run(&dir.path().join("scenarios/queue.yaml"), false).await;
+    assert!(r.passed(), "{}", r.render());
+    let docker = firedrill::stack::connect().await.unwrap();
+    let images = docker
+        .list_images(Some(bollard::image::ListImagesOptions::<String> {
+            filters: [("reference".into(), vec!["firedrill/build-queue".into()])].into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    let labels = images.first().expect("the built image").labels.clone();
+    assert_eq!(
+        labels
+            .get("org.opencontainers.image.version")
+            .map(String::as_str),
+        Some("2.4.1"),
+        "the build argument reached the build"
+    );
+}
+
+/// Without the file copied in, the guard on it fires: the baseline is not quiet.
+#[tokio::test]
+async fn a_container_missing_its_config_file_fails() {
+    let dir = container_stack();
+    edit(
+        dir.path(),
+        "stack.yaml",
+        "      /etc/queue/textfile/queue.prom: textfile/queue.prom",
+        "      /etc/queue/elsewhere/queue.prom: textfile/queue.prom",
+    );
+    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    assert!(!r.passed(), "{}", r.render());
+    let f = failed_step(&r);
+    assert!(
+        f.contains("expect_quiet") && f.contains("QueueDepthUnknown"),
+        "{f}"
+    );
+}
+
+/// A healthcheck that never passes, and a build that fails: each stops the
+/// drill before any step with its cause, and nothing of the run is left.
+#[tokio::test]
+async fn a_container_that_never_gets_healthy_or_fails_to_build_stops_the_bring_up() {
+    let dir = container_stack();
+    edit(
+        dir.path(),
+        "stack.yaml",
+        "    restart: unless-stopped\n",
+        "    restart: unless-stopped\n    healthcheck: {test: [\"CMD\", \"/bin/node_exporter\", \"--no-such-flag\"], interval: 1s, retries: 2}\n",
+    );
+    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    let e = r.error.as_deref().expect("the bring-up fails");
+    assert!(
+        e.contains("queue is unhealthy") && e.contains("no-such-flag"),
+        "{e}"
+    );
+    assert!(r.steps.is_empty(), "no step runs on a stack that is not up");
+
+    let dir = container_stack();
+    edit(
+        dir.path(),
+        "queue/Dockerfile",
+        "COPY build_info.prom",
+        "COPY build-info.prom",
+    );
+    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    let e = r.error.as_deref().expect("the build fails");
+    assert!(e.contains("services.queue: building its image"), "{e}");
+    assert!(e.contains("build-info.prom"), "the engine's own words: {e}");
+    assert!(r.steps.is_empty());
 }

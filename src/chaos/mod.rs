@@ -80,6 +80,7 @@ pub async fn apply(
                 ContainerAction::Stop => r.stop(s).await?,
                 ContainerAction::Start => r.start(s).await?,
                 ContainerAction::Kill => r.kill(s).await?,
+                ContainerAction::Restart => r.restart(s).await?,
                 ContainerAction::Pause => r.pause(s).await?,
                 ContainerAction::Unpause => r.unpause(s).await?,
                 ContainerAction::Remove => r.remove(s).await?,

@@ -1,7 +1,7 @@
 //! `firedrill init`: drills from a stack's rules, or a stack (and its
 //! drills) from a docker-compose file.
 
-use firedrill::init::{self, Written};
+use firedrill::init::{self, import::Own, Written};
 use firedrill::Result;
 use std::path::{Path, PathBuf};
 
@@ -9,10 +9,11 @@ pub(crate) fn run(
     stack: Option<PathBuf>,
     compose: Option<PathBuf>,
     out: Option<PathBuf>,
+    own: Own,
 ) -> Result<i32> {
     if let Some(compose) = compose {
         let out = out.unwrap_or_else(|| PathBuf::from("firedrill"));
-        let done = init::import::import(&compose, &out)?;
+        let done = init::import::import(&compose, &out, own)?;
         println!("wrote {}", done.stack.display());
         for f in &done.fixtures {
             println!("wrote {}", f.display());

@@ -85,6 +85,11 @@ pub(crate) enum Command {
         /// or the whole stack (with --compose; default firedrill).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// With --compose: run the team's own services as they are (`kind:
+        /// container`, their images built or present) instead of fixtures
+        /// inferred from the rules and dashboards.
+        #[arg(long, requires = "compose")]
+        containers: bool,
     },
     /// Validate scenarios and their stacks; starts no container.
     Check {
@@ -207,7 +212,14 @@ async fn run(cli: Cli) -> firedrill::Result<i32> {
             stack,
             compose,
             out,
-        } => init::run(stack, compose, out),
+            containers,
+        } => {
+            let own = match containers {
+                true => firedrill::init::import::Own::Containers,
+                false => firedrill::init::import::Own::Fixtures,
+            };
+            init::run(stack, compose, out, own)
+        }
         Command::Images { source } => images::run(source).await,
         Command::Down { id, all, run } => down::run(all, id.or(run)).await,
         Command::Up(args) => live::up(args).await,

@@ -43,22 +43,31 @@ impl Drill<'_> {
     /// Runs the search on the drill's engine, then asks Prometheus what it
     /// saw of each step and which alerts became active at which rate.
     pub(super) async fn bench(&mut self, b: &BenchStep) -> Result<Outcome> {
-        let profile = &self.scenario.stack.fixtures[&b.target];
-        let route = profile
-            .route(&b.path)
-            .ok_or_else(|| err!(Component, "no route {}", b.path))?;
         let url = self.running.url(&b.target)?;
-        let hists = histograms(profile, route);
+        // A container's routes are its own: a plain GET, no histogram known
+        // (the truth is the client's alone).
+        let (route, hists, exposition) = match self.scenario.stack.fixtures.get(&b.target) {
+            Some(profile) => {
+                let route = profile
+                    .route(&b.path)
+                    .ok_or_else(|| err!(Component, "no route {}", b.path))?
+                    .clone();
+                let hists = histograms(profile, &route);
+                let exposition = Exposition {
+                    metrics_url: format!("{url}{}", profile.metrics_path),
+                    histograms: hists.clone(),
+                };
+                (route, hists, Some(exposition))
+            }
+            None => (RouteSpec::plain_get(&b.path), vec![], None),
+        };
         let plan = BenchPlan {
             url: url.clone(),
             method: route.method.clone(),
             path: route.path_for(&b.path),
             body: route.body.as_ref().map(|x| x.to_string()),
             search: b.search(),
-            exposition: Some(Exposition {
-                metrics_url: format!("{url}{}", profile.metrics_path),
-                histograms: hists.clone(),
-            }),
+            exposition,
         };
         let what = format!("bench on {}{}", b.target, b.path);
         let mut report = {

@@ -349,10 +349,14 @@ impl<'a> Drill<'a> {
     async fn step(&mut self, step: &Step) -> Result<Outcome> {
         match step {
             Step::Load(l) => {
-                let route = self.scenario.stack.fixtures[&l.target]
-                    .route(&l.path)
-                    .ok_or_else(|| err!(Component, "no route {}", l.path))?
-                    .clone();
+                // A container's routes are its own: a plain GET of the path.
+                let route = match self.scenario.stack.fixtures.get(&l.target) {
+                    Some(p) => p
+                        .route(&l.path)
+                        .ok_or_else(|| err!(Component, "no route {}", l.path))?
+                        .clone(),
+                    None => RouteSpec::plain_get(&l.path),
+                };
                 let plan = load::Plan {
                     url: self.running.url(&l.target)?,
                     method: route.method.clone(),

@@ -15,6 +15,8 @@ use std::path::{Path, PathBuf};
 mod debian;
 pub mod gpu;
 mod postgres;
+mod service;
+pub use service::ServiceImage;
 
 use crate::components::{self, Kind, Recipe};
 use debian::shared_libs;
@@ -77,6 +79,9 @@ pub struct Images {
     pub firedrill: String,
     /// Optional components: image, or the reason it is absent.
     pub optional: BTreeMap<Kind, Optional>,
+    /// The image of each `kind: container` service of the stack being
+    /// brought up (see [`Images::with_services`]), by service.
+    pub services: BTreeMap<String, ServiceImage>,
 }
 
 /// An image with no offline source: present, or skipped and why.
@@ -110,6 +115,25 @@ impl Images {
                 .get(&kind)
                 .cloned()
                 .ok_or_else(|| err!(Image, "no image for {kind:?}"))?,
+            components::Image::Service => {
+                bail!(
+                    Image,
+                    "a {kind:?} service's image is its own: see `services`"
+                )
+            }
+        })
+    }
+
+    /// These images with those of `stack`'s container services: pulled or
+    /// built now, before any container of the run starts.
+    pub async fn with_services(
+        &self,
+        docker: &Docker,
+        stack: &crate::spec::stack::Stack,
+    ) -> Result<Images> {
+        Ok(Images {
+            services: service::of_stack(docker, stack).await?,
+            ..self.clone()
         })
     }
 }
@@ -172,6 +196,7 @@ pub async fn ensure(docker: &Docker, source: ImageSource) -> Result<Images> {
         pinned: pinned_images,
         firedrill,
         optional: optional_images,
+        services: BTreeMap::new(),
     })
 }
 

@@ -57,19 +57,34 @@ struct Draft<'a> {
     /// The project's Prometheus config, read once (its errors are the
     /// stack's to report, at their line).
     prom: Option<PromConfig>,
+    /// How services of the team's own are run.
+    own: Own,
     done: Imported,
+}
+
+/// How `init --compose` runs the services of the team's own (no image
+/// firedrill knows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Own {
+    /// Each one a scrape job reaches becomes a fixture inferred from the
+    /// rules and dashboards: drills that need no image of the team's.
+    #[default]
+    Fixtures,
+    /// Each one with an image or a build context runs as it is, `kind:
+    /// container`; one that cannot is a fixture as above.
+    Containers,
 }
 
 /// Reads the Compose file at `compose` and writes `out/stack.yaml`,
 /// `out/fixtures/*.yaml` and `out/scenarios/*.yaml`. An existing
 /// stack.yaml or scenario is not overwritten; a failed import leaves no
 /// stack.yaml.
-pub fn import(compose: &Path, out: &Path) -> Result<Imported> {
-    import_project(&Project::load(compose)?, out)
+pub fn import(compose: &Path, out: &Path, own: Own) -> Result<Imported> {
+    import_project(&Project::load(compose)?, out, own)
 }
 
 /// As [`import`], for a project already read.
-pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
+pub fn import_project(project: &Project, out: &Path, own: Own) -> Result<Imported> {
     let stack = out.join("stack.yaml");
     if stack.exists() {
         return Err(Error::Invalid(format!(
@@ -78,7 +93,7 @@ pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
         )));
     }
     std::fs::create_dir_all(out).map_err(Error::io(out))?;
-    let done = draft(project, out);
+    let done = draft(project, out, own);
     if done.is_err() {
         // A stack half written would block the next try.
         std::fs::remove_file(&stack).ok();
@@ -86,7 +101,7 @@ pub fn import_project(project: &Project, out: &Path) -> Result<Imported> {
     done
 }
 
-fn draft(project: &Project, out: &Path) -> Result<Imported> {
+fn draft(project: &Project, out: &Path, own: Own) -> Result<Imported> {
     let stack = out.join("stack.yaml");
     let names: Vec<&str> = project.services.iter().map(|(n, _)| n.as_str()).collect();
     let teams = ["teams", "teams-mock", "firedrill-teams"]
@@ -101,6 +116,7 @@ fn draft(project: &Project, out: &Path) -> Result<Imported> {
         services: Vec::new(),
         unknown: Vec::new(),
         prom: None,
+        own,
         done: Imported {
             stack: stack.clone(),
             ..Default::default()
@@ -187,8 +203,8 @@ impl<'a> Draft<'a> {
                 true
             }
             Kind::NodeExporter | Kind::Cadvisor => true,
-            Kind::Fixture | Kind::TeamsMock => {
-                unreachable!("firedrill's own images are not Compose's")
+            Kind::Fixture | Kind::TeamsMock | Kind::Container => {
+                unreachable!("no image is known as firedrill's own or as any image")
             }
         };
         if ok {
@@ -387,6 +403,9 @@ impl<'a> Draft<'a> {
                 self.unmapped(&name, format!("{bridge}, a bridge to Teams: the drill's Teams mock stands for Teams, reached by Alertmanager's msteams_configs"));
                 continue;
             }
+            if self.own == Own::Containers && self.container(&name, svc, &what) {
+                continue;
+            }
             if crate::spec::prometheus::jobs_scraping(&stack.prometheus.config, &name).is_empty() {
                 self.unmapped(
                     &name,
@@ -415,6 +434,31 @@ impl<'a> Draft<'a> {
             self.services.push((name, lines));
         }
         Ok(())
+    }
+
+    /// `name` as it is, `kind: container`; false (and why, in a note)
+    /// when it cannot run so.
+    fn container(&mut self, name: &str, svc: &dc::Service, what: &str) -> bool {
+        let port = self.prom.as_ref().and_then(|p| p.target_port(name));
+        let rel = |p: &Path| self.rel(p);
+        match super::container::lines(self.project, svc, port, &rel) {
+            Ok((mut lines, left)) => {
+                lines.extend(limits(svc));
+                let mut note = format!("{name}: {what}, run as it is (kind: container)");
+                if !left.is_empty() {
+                    note.push_str(&format!("; not carried: {}", left.join(", ")));
+                }
+                self.done.notes.push(note);
+                self.services.push((name.to_string(), lines));
+                true
+            }
+            Err(why) => {
+                self.done
+                    .notes
+                    .push(format!("{name}: not run as a container: {why}"));
+                false
+            }
+        }
     }
 
     fn write(&self) -> Result<()> {

@@ -6,6 +6,7 @@
 pub mod alertmanager;
 pub mod compose;
 mod configs;
+mod container;
 pub mod drills;
 pub mod import;
 pub mod interpolate;

@@ -38,6 +38,30 @@ pub fn is_secret_key(k: &str) -> bool {
     SECRET_KEYS.contains(&k) || k.ends_with("_password") || k.ends_with("_secret")
 }
 
+/// Whether an environment variable holds a secret by its name
+/// (`DB_PASSWORD`, `API_TOKEN`, `OPENAI_API_KEY`, `SECRET_KEY_BASE`), or by
+/// its value: a webhook URL, a URL with a password in it (a DSN).
+pub fn is_secret_var(name: &str, value: Option<&str>) -> bool {
+    let name = name.to_ascii_lowercase();
+    let words: Vec<&str> = name.split(['_', '-', '.']).collect();
+    let by_name = words.iter().enumerate().any(|(i, w)| {
+        matches!(*w, "pwd" | "pass" | "apikey" | "credentials")
+            || ["password", "passwd", "secret", "token"]
+                .iter()
+                .any(|s| w.ends_with(s))
+            || (*w == "key"
+                && i > 0
+                && ["api", "access", "private", "secret", "signing"].contains(&words[i - 1]))
+    });
+    let by_value = value.is_some_and(|v| {
+        WEBHOOK_HOSTS.iter().any(|h| v.contains(h))
+            || v.split_once("://")
+                .and_then(|(_, rest)| rest.split_once('@'))
+                .is_some_and(|(user, _)| user.contains(':'))
+    });
+    by_name || by_value
+}
+
 fn walk(v: &Value, path: &str, in_receiver: bool, src: &Source, out: &mut Vec<Finding>) {
     match v {
         Value::Mapping(m) => {
@@ -214,5 +238,39 @@ mod tests {
         assert!(!f[0].message.contains("office.com"));
         let f = lint_text(Path::new(".env"), "GF_SECURITY_ADMIN_PASSWORD=admin\nX=1\nGF_SECURITY_ADMIN_PASSWORD=s3cret\nGF_SECURITY_ADMIN_PASSWORD=${PW}\n");
         assert_eq!(f.iter().map(|f| f.line).collect::<Vec<_>>(), [1, 3]);
+    }
+
+    #[test]
+    fn an_environment_variable_is_a_secret_by_its_name_or_value() {
+        for n in [
+            "DB_PASSWORD",
+            "API_TOKEN",
+            "OPENAI_API_KEY",
+            "SECRET_KEY_BASE",
+            "PGPASSWORD",
+            "aws_secret_access_key",
+        ] {
+            assert!(is_secret_var(n, Some("x")), "{n}");
+        }
+        for n in [
+            "LOG_LEVEL",
+            "CACHE_KEY_PREFIX",
+            "PASSENGER_COUNT",
+            "TOKENIZER",
+        ] {
+            assert!(!is_secret_var(n, Some("x")), "{n}");
+        }
+        assert!(is_secret_var(
+            "DATABASE_URL",
+            Some("postgres://app:pw@db:5432/app")
+        ));
+        assert!(!is_secret_var(
+            "DATABASE_URL",
+            Some("postgres://app@db:5432/app")
+        ));
+        assert!(is_secret_var(
+            "HOOK",
+            Some("https://x.webhook.office.com/webhookb2/abc")
+        ));
     }
 }

@@ -65,6 +65,26 @@ impl Running {
         }
     }
 
+    /// What Docker's healthcheck says of `name` now, and the output of its
+    /// last check (`None` when the container has no healthcheck).
+    pub(crate) async fn health(
+        &self,
+        name: &str,
+    ) -> Result<Option<(bollard::models::HealthStatusEnum, String)>> {
+        let s = self.service(name)?;
+        let i = self.docker.inspect_container(&s.container, None).await?;
+        Ok(i.state.and_then(|s| s.health).map(|h| {
+            let last = h
+                .log
+                .and_then(|l| l.last().and_then(|r| r.output.clone()))
+                .unwrap_or_default();
+            (
+                h.status.unwrap_or(bollard::models::HealthStatusEnum::EMPTY),
+                last,
+            )
+        }))
+    }
+
     /// The last `lines` lines of `name`'s container log (empty if it cannot be read).
     pub async fn logs(&self, name: &str, lines: usize) -> String {
         let Ok(s) = self.service(name) else {
@@ -110,6 +130,15 @@ impl Running {
                 &s.container,
                 Some(KillContainerOptions { signal: "SIGKILL" }),
             )
+            .await?;
+        Ok(())
+    }
+
+    /// Restarts `name`'s container: SIGTERM, SIGKILL after 5 s, started again.
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        let s = self.service(name)?;
+        self.docker
+            .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
             .await?;
         Ok(())
     }

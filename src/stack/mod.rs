@@ -157,7 +157,9 @@ static NAMED: std::sync::LazyLock<std::sync::Arc<tokio::sync::Mutex<()>>> =
     std::sync::LazyLock::new(Default::default);
 
 impl Running {
-    /// Brings the stack up: network, containers, readiness, every target up.
+    /// Brings the stack up: its container services' images (pulled or
+    /// built first: a failed build leaves nothing), network, containers,
+    /// readiness, every target up.
     pub async fn up(
         docker: &Docker,
         stack: &Stack,
@@ -166,6 +168,7 @@ impl Running {
         run_id: &str,
     ) -> Result<Running> {
         let started = Instant::now();
+        let images = &images.with_services(docker, stack).await?;
         let network = format!("firedrill-{run_id}");
         let labels = run_labels(run_id, stack);
         let token = format!("{:032x}", rand::random::<u128>());
@@ -176,8 +179,7 @@ impl Running {
             .filter_map(|s| s.generated.clone())
             .map(|g| (g, format!("{:032x}", rand::random::<u128>())))
             .collect();
-        let named = services.values().any(|s| s.container_name.is_some());
-        let names = match named {
+        let names = match services.values().any(|s| s.container_name.is_some()) {
             true => Some(NAMED.clone().lock_owned().await),
             false => None,
         };
@@ -335,7 +337,7 @@ impl Running {
             .service(service)?
             .secrets
             .iter()
-            .find(|s| s.path == path)?;
+            .find(|s| s.path.as_deref() == Some(path))?;
         match (&s.generated, &s.env) {
             (Some(g), _) => self.generated.get(g).cloned(),
             (None, Some(var)) => std::env::var(var).ok(),
@@ -360,12 +362,14 @@ impl Running {
         Ok(self.service(name)?.url())
     }
 
-    /// Polls until the service is ready; a container that exits fails at once, with its logs.
+    /// Polls until the service is ready; a container that exits, or that
+    /// Docker finds unhealthy, fails at once, with its logs.
     pub async fn wait_ready(&self, name: &str, ready: Ready, timeout: Duration) -> Result<()> {
         let svc = self.service(name)?;
         let url = match ready {
             Ready::Http(path) => format!("{}{path}", svc.url()),
             Ready::Tcp => format!("127.0.0.1:{}", svc.host_port),
+            Ready::Healthy => "Docker's healthcheck".to_string(),
         };
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
@@ -381,6 +385,7 @@ impl Running {
                 // Docker's proxy accepts on the host port before the
                 // container listens: ready once the connection stays open.
                 Ready::Tcp => tcp_open(&url).await,
+                Ready::Healthy => self.healthy(name).await?,
             };
             if ok {
                 return Ok(());
@@ -401,6 +406,23 @@ impl Running {
                 );
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Docker reports `name` healthy; an error once it reports it
+    /// unhealthy (its retries spent), with the last check's output.
+    async fn healthy(&self, name: &str) -> Result<bool> {
+        use bollard::models::HealthStatusEnum as H;
+        match self.health(name).await? {
+            Some((H::HEALTHY, _)) => Ok(true),
+            Some((H::UNHEALTHY, last)) => bail!(
+                Stack,
+                "{name} is unhealthy: its healthcheck failed its retries; the last check said: {}\nits last log lines:\n{}",
+                last.trim(),
+                self.logs(name, 20).await
+            ),
+            Some(_) => Ok(false),
+            None => bail!(Stack, "{name} has no healthcheck to wait for"),
         }
     }
 

@@ -68,6 +68,8 @@ pub(super) struct Plan {
     /// The kind that runs: the service's, or `Fixture` where its profile
     /// plays a GPU component on a machine with no GPU.
     pub(super) kind: Kind,
+    /// Docker's healthcheck of a `container` service.
+    pub(super) healthcheck: Option<crate::spec::stack::Healthcheck>,
 }
 
 /// A service's plan, or why it cannot run here (an optional image absent).
@@ -89,6 +91,9 @@ pub(super) fn plan(
     generated: &BTreeMap<String, String>,
 ) -> Result<Planned> {
     let svc = &stack.doc.services[name];
+    if svc.kind == Kind::Container {
+        return container(name, stack, images, token, generated);
+    }
     let (kind, image, stand_in) = match images.for_kind(svc.kind)? {
         Optional::Present(i) => (svc.kind, i, None),
         Optional::Skipped(why) => return Ok(Planned::Skipped(why)),
@@ -141,6 +146,7 @@ pub(super) fn plan(
         stand_in,
         resources: svc.resources(),
         kind,
+        healthcheck: None,
     };
     if svc.kind == Kind::NodeExporter {
         p.stand_in = synthetic_host(stack, svc);
@@ -149,8 +155,74 @@ pub(super) fn plan(
     p.env
         .extend(svc.env.iter().map(|(k, v)| format!("{k}={v}")));
     p.cmd.extend(svc.args.iter().cloned());
-    p.files.extend(secrets(svc, stack, token, generated)?);
+    secrets(svc, stack, token, generated, &mut p.files, &mut p.env)?;
     Ok(Planned::Run(Box::new(p)))
+}
+
+/// What a `kind: container` service runs: its own image (pulled or built
+/// beforehand), its command, env and files as the stack file gives them,
+/// its secrets; ready by its `ready` path, else by Docker's healthcheck
+/// (its own or its image's), else once its port accepts.
+fn container(
+    name: &str,
+    stack: &Stack,
+    images: &Images,
+    token: &str,
+    generated: &BTreeMap<String, String>,
+) -> Result<Planned> {
+    let svc = &stack.doc.services[name];
+    let img = images
+        .services
+        .get(name)
+        .ok_or_else(|| err!(Image, "{name}: its image was not made before the bring-up"))?;
+    let mut files = Vec::new();
+    for (path, from) in &svc.files {
+        let src = stack.source.relative(from);
+        match src.is_dir() {
+            true => tar_dir(&src, path, &mut files)?,
+            false => files.push((
+                path.clone(),
+                std::fs::read(&src).context(Error::Stack, format!("reading {}", src.display()))?,
+                0o644,
+            )),
+        }
+    }
+    let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    secrets(svc, stack, token, generated, &mut files, &mut env)?;
+    let ready = match (&svc.ready, &svc.healthcheck) {
+        (Some(path), _) => Ready::Http(interned(path)),
+        (None, Some(_)) => Ready::Healthy,
+        (None, None) if img.healthcheck => Ready::Healthy,
+        (None, None) => Ready::Tcp,
+    };
+    Ok(Planned::Run(Box::new(Plan {
+        image: img.image.clone(),
+        cmd: svc.args.clone(),
+        env,
+        files,
+        owner: img.uid,
+        binds: vec![],
+        tmpfs: vec![],
+        ready,
+        stand_in: None,
+        resources: svc.resources(),
+        kind: Kind::Container,
+        healthcheck: svc.healthcheck.clone(),
+    })))
+}
+
+/// A readiness path of a stack file as [`Ready::Http`] holds it: kept for
+/// the process's life, once per distinct path (a handful).
+fn interned(path: &str) -> &'static str {
+    static PATHS: std::sync::LazyLock<std::sync::Mutex<std::collections::BTreeSet<&'static str>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut set = PATHS.lock().expect("paths lock");
+    if let Some(p) = set.get(path) {
+        return p;
+    }
+    let p: &'static str = Box::leak(path.to_string().into_boxed_str());
+    set.insert(p);
+    p
 }
 
 /// What a node-exporter reads when it is pointed (`--path.procfs`) at the
@@ -247,7 +319,8 @@ fn own_files(
                 "GF_USERS_ALLOW_SIGN_UP=false".into(),
             ];
         }
-        Kind::NodeExporter
+        Kind::Container
+        | Kind::NodeExporter
         | Kind::Cadvisor
         | Kind::DcgmExporter
         | Kind::Postgres
@@ -256,16 +329,18 @@ fn own_files(
     Ok(())
 }
 
-/// A service's secrets, written into its container, never into the user's
-/// tree or logs.
+/// A service's secrets, written into its container (`files`) or its
+/// environment (`env`), never into the user's tree or logs.
 fn secrets(
     svc: &crate::spec::stack::ServiceSpec,
     stack: &Stack,
     token: &str,
     generated: &BTreeMap<String, String>,
-) -> Result<Vec<(String, Vec<u8>, u32)>> {
-    let mut out = Vec::new();
+    files: &mut Vec<(String, Vec<u8>, u32)>,
+    env: &mut Vec<String>,
+) -> Result<()> {
     for s in &svc.secrets {
+        let to = s.path.as_deref().or(s.var.as_deref()).unwrap_or_default();
         let value = match (&s.teams_mock, &s.env, &s.generated) {
             (Some(mock), _, _) => {
                 let mport = stack.port(mock);
@@ -274,16 +349,19 @@ fn secrets(
             (None, Some(var), _) => std::env::var(var).map_err(|_| {
                 err!(
                     Stack,
-                    "secret for {}: environment variable {var} is not set",
-                    s.path
+                    "secret for {to}: environment variable {var} is not set"
                 )
             })?,
             (None, None, Some(g)) => generated[g].clone(),
             _ => unreachable!("validated in spec"),
         };
-        out.push((s.path.clone(), value.into_bytes(), 0o600));
+        match (&s.path, &s.var) {
+            (Some(path), _) => files.push((path.clone(), value.into_bytes(), 0o600)),
+            (None, Some(var)) => env.push(format!("{var}={value}")),
+            (None, None) => unreachable!("validated in spec"),
+        }
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The container's settings: the plan's image, command line and
@@ -317,8 +395,18 @@ pub(super) fn container_config(
         }),
         maximum_retry_count: None,
     };
+    let ns = |d: Option<crate::spec::Dur>| d.map(|d| d.0.as_nanos() as i64);
+    let healthcheck = p.healthcheck.map(|h| bollard::models::HealthConfig {
+        test: Some(h.docker_test()),
+        interval: ns(h.interval),
+        timeout: ns(h.timeout),
+        retries: h.retries.map(i64::from),
+        start_period: ns(h.start_period),
+        ..Default::default()
+    });
     Config {
         image: Some(p.image),
+        healthcheck,
         cmd: (!p.cmd.is_empty()).then_some(p.cmd),
         env: Some(p.env),
         labels: Some(labels.clone()),

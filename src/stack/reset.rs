@@ -145,7 +145,7 @@ impl Running {
                 .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
         }))
         .await
-        .context(Error::Stack, "restarting Alertmanager")?;
+        .context(Error::Stack, "restarting the services a reset starts over")?;
         for s in &restart {
             self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
                 .await?;

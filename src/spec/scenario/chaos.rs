@@ -17,6 +17,9 @@ pub struct ChaosStep {
     pub start: Option<String>,
     /// A service whose container is killed (SIGKILL).
     pub kill: Option<String>,
+    /// A service whose container restarts (stopped, then started: a new
+    /// process, whatever it held in memory gone).
+    pub restart: Option<String>,
     /// A service whose container is paused (its processes freeze).
     pub pause: Option<String>,
     /// A service whose paused container resumes.
@@ -89,6 +92,8 @@ pub enum ContainerAction {
     Start,
     /// Kills it with SIGKILL.
     Kill,
+    /// Restarts it: stopped as `Stop` does, then started.
+    Restart,
     /// Pauses it: its processes freeze.
     Pause,
     /// Resumes it after a pause.
@@ -182,6 +187,7 @@ impl ChaosStep {
             (Stop, &self.stop),
             (Start, &self.start),
             (Kill, &self.kill),
+            (Restart, &self.restart),
             (Pause, &self.pause),
             (Unpause, &self.unpause),
             (Remove, &self.remove),

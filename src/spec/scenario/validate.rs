@@ -145,17 +145,24 @@ impl Checker<'_> {
         self.route(&format!("{at}.load"), &l.target, &l.path);
     }
 
-    /// `target` must be a fixture service that serves `path` (`at` is the
-    /// step's key: `steps.0.load`).
+    /// `target` must be a fixture service that serves `path`, or a
+    /// container (any path: its routes are its own); `at` is the step's
+    /// key: `steps.0.load`.
     fn route(&mut self, at: &str, target: &str, path: &str) {
         let at_t = format!("{at}.target");
         if !self.service(&at_t, target) {
             return;
         }
         match self.stack.fixtures.get(target) {
+            None if self.kind(target) == Some(Kind::Container) && !path.starts_with('/') => self
+                .push(
+                    &format!("{at}.path"),
+                    format!("`{path}` is not an HTTP path (`/api/items`)"),
+                ),
+            None if self.kind(target) == Some(Kind::Container) => {}
             None => self.push(
                 &at_t,
-                format!("`{target}` is not a fixture: load goes to a fixture service"),
+                format!("`{target}` is not a fixture or a container: load goes to a service that serves HTTP"),
             ),
             Some(p) if p.route(path).is_none() => self.push(
                 &format!("{at}.path"),

@@ -14,6 +14,12 @@ pub(super) fn check_secrets(
 ) {
     for (i, s) in svc.secrets.iter().enumerate() {
         let at = format!("services.{name}.secrets.{i}");
+        if s.path.is_some() == s.var.is_some() {
+            errors.push(source.error(
+                &at,
+                "a secret goes to exactly one of `path` (a file in the container) or `var` (an environment variable)",
+            ));
+        }
         match (&s.teams_mock, &s.env, &s.generated) {
             (Some(m), None, None) => {
                 if doc.services.get(m).map(|s| s.kind) != Some(Kind::TeamsMock) {

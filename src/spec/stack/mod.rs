@@ -1,6 +1,7 @@
 //! stack.yaml: the services of a monitoring stack, each a kind firedrill knows
 //! how to run (Prometheus, Alertmanager, node-exporter, a fixture, the Teams
-//! mock, and the optional Grafana and cAdvisor), plus the files they read.
+//! mock, the optional Grafana and cAdvisor, or any image as a `container`),
+//! plus the files they read.
 
 use super::alertmanager::Alertmanager;
 use super::fixture::Profile;
@@ -12,17 +13,22 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 mod check;
+mod container;
 use check::*;
+pub use container::{Build, BuildSpec, Healthcheck, Test};
 
 pub use crate::components::Kind;
 
-/// A secret file the drill writes into a container: never in the user's tree
-/// in clear text, never logged.
+/// A secret the drill gives a container, as a file or as an environment
+/// variable: never in the user's tree in clear text, never logged.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Secret {
-    /// Path inside the container.
-    pub path: String,
+    /// The file inside the container that holds it.
+    pub path: Option<String>,
+    /// Or the container's environment variable that holds it (an app that
+    /// reads `DATABASE_PASSWORD`, as Compose passes it).
+    pub var: Option<String>,
     /// Write the webhook URL of this Teams-mock service (with a per-run token).
     pub teams_mock: Option<String>,
     /// Write the value of this environment variable.
@@ -54,8 +60,10 @@ pub struct ServiceSpec {
     /// Secret files written into the container for the run.
     #[serde(default)]
     pub secrets: Vec<Secret>,
-    /// Extra command-line arguments, after the ones firedrill passes.
-    #[serde(default)]
+    /// Extra command-line arguments, after the ones firedrill passes; for
+    /// a `container`, its command (`command` as in Compose), replacing the
+    /// image's.
+    #[serde(default, alias = "command")]
     pub args: Vec<String>,
     /// Environment of the container (never a secret: use `secrets`).
     #[serde(default)]
@@ -77,6 +85,20 @@ pub struct ServiceSpec {
     /// them: `name:/path` or `name:/path:ro`.
     #[serde(default)]
     pub volumes: Vec<String>,
+    /// container: the image to run, one the engine has or can pull.
+    pub image: Option<String>,
+    /// container: the context its image is built from, as Compose's `build`.
+    pub build: Option<Build>,
+    /// container: files or folders copied in before it starts, container
+    /// path → path relative to stack.yaml (the team's config, unchanged).
+    #[serde(default)]
+    pub files: BTreeMap<String, String>,
+    /// container: Docker's healthcheck, as Compose writes it; the service
+    /// is ready once Docker reports it healthy.
+    pub healthcheck: Option<Healthcheck>,
+    /// container: an HTTP path that answers 2xx once it is ready (else its
+    /// healthcheck or its image's, else its port accepting).
+    pub ready: Option<String>,
 }
 
 impl ServiceSpec {
@@ -329,6 +351,7 @@ impl Stack {
             check_resources(&source, name, svc, &mut errors);
             check_container_name(&source, &doc, name, svc, &mut errors);
             check_mounts(&source, &doc, name, svc, &mut errors);
+            container::check_container(&source, name, svc, &mut errors);
         }
         check_volumes(&source, &doc, &mut errors);
         let prometheus = match prometheus {
