@@ -566,7 +566,8 @@ fn an_attach_file_is_checked_before_it_runs() {
 /// A `kind: container` service is checked with the stack: no port and no
 /// image, a build context with no Dockerfile, a file to copy that does not
 /// exist, a healthcheck Docker cannot run, a secret with two destinations,
-/// and container keys on a fixture; each at its line and column.
+/// container keys on the Teams mock and a config file on a container; each
+/// at its line and column.
 #[test]
 fn a_container_service_is_checked_before_it_runs() {
     let dir = copy_of(&["tests/data/container"]);
@@ -578,7 +579,7 @@ fn a_container_service_is_checked_before_it_runs() {
             "      /etc/queue/textfile/queue.prom: textfile/queue.prom\n",
             "      /etc/queue/textfile/queue.prom: textfile/missing.prom\n    healthcheck: {test: [\"/bin/true\"]}\n    secrets: [{path: /run/a, var: A, env: A}]\n",
         )
-        + "  worker:\n    kind: container\n  teams2:\n    kind: teams-mock\n    image: x/y:1\n";
+        + "  teams2:\n    kind: teams-mock\n    image: x/y:1\n  worker:\n    kind: container\n    config: w.yml\n";
     std::fs::write(&stack, text).unwrap();
     let e = firedrill::spec::stack::Stack::load(&stack).expect_err("must be refused");
     let text = render_spec_errors(&e);
@@ -587,12 +588,13 @@ fn a_container_service_is_checked_before_it_runs() {
         ("stack.yaml:31:39", "textfile/missing.prom does not exist"),
         ("stack.yaml:32:19", "a healthcheck test is"),
         ("stack.yaml:33:15", "exactly one of `path`"),
-        ("stack.yaml:37:3", "needs `image`"),
-        ("stack.yaml:37:3", "needs `port`"),
         (
-            "stack.yaml:41:12",
+            "stack.yaml:39:12",
             "`image` is for `kind: container` services",
         ),
+        ("stack.yaml:40:3", "needs `image`"),
+        ("stack.yaml:40:3", "needs `port`"),
+        ("stack.yaml:42:13", "a container takes no `config`"),
     ] {
         assert!(
             text.lines().any(|l| l.contains(at) && l.contains(says)),

@@ -845,7 +845,11 @@ async fn time_scale_keeps_the_timeline() {
     for scale in ["1", "0.1"] {
         let f = ws.path(&format!("scenarios/scale-{scale}.yaml"));
         std::fs::write(&f, scenario(scale)).unwrap();
-        let r = run(&f, true).await;
+        // The timeline is compared across two runs: measured alone.
+        let r = {
+            let _alone = alone().await;
+            run_held(&f, true).await
+        };
         assert!(r.passed(), "{}", r.render());
         let b = &r.breakdowns[0];
         let s = |a: Option<chrono::DateTime<chrono::Utc>>,
@@ -1115,7 +1119,17 @@ async fn capacity_gate_fails_when_workers_are_cut() {
         "  - bench:",
         "  - chaos: {fixture: app, set: {workers: 2, route: /work}}\n  - bench:",
     );
-    assert_fails(&ws, "capacity", "expect_capacity", &["300.0/s"]).await;
+    // The regressed bench loads the machine: alone too.
+    let _alone = alone().await;
+    let r = run_held(&ws.path("scenarios/capacity.yaml"), true).await;
+    assert_eq!(
+        r.steps
+            .iter()
+            .find(|s| s.status == Status::Fail)
+            .map(|s| s.kind.name()),
+        Some("expect_capacity")
+    );
+    assert!(failed_step(&r).contains("300.0/s"), "{}", failed_step(&r));
 }
 
 /// `firedrill init` writes a drill per alert of seed 001 from its rules;

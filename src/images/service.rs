@@ -21,9 +21,10 @@ pub struct ServiceImage {
     pub image: String,
     /// The image has a `HEALTHCHECK` of its own: readiness waits for it.
     pub healthcheck: bool,
-    /// The uid the image runs as, where it is numeric (the owner of the
-    /// files copied in, so that a non-root service reads its secrets).
-    pub uid: u32,
+    /// The uid the image runs as: the owner of the files copied in, so
+    /// that a non-root service reads its secrets. `None` for a user named
+    /// by name, whose uid is the image's `/etc/passwd`'s to say.
+    pub uid: Option<u32>,
 }
 
 /// The image of every `kind: container` service of `stack`, by service.
@@ -63,11 +64,14 @@ async fn inspect(docker: &Docker, image: &str) -> Result<ServiceImage> {
     let config = i.config.unwrap_or_default();
     let test = config.healthcheck.and_then(|h| h.test).unwrap_or_default();
     let healthcheck = !test.is_empty() && test[0] != "NONE";
-    let uid = config
+    let uid = match config
         .user
         .as_deref()
-        .and_then(|u| u.split(':').next()?.parse().ok())
-        .unwrap_or(0);
+        .map(|u| u.split(':').next().unwrap_or(u))
+    {
+        None | Some("") | Some("root") => Some(0),
+        Some(u) => u.parse().ok(),
+    };
     Ok(ServiceImage {
         image: image.to_string(),
         healthcheck,
@@ -101,6 +105,7 @@ async fn build(docker: &Docker, stack: &Stack, name: &str, b: BuildSpec) -> Resu
         rm: true,
         forcerm: true,
         buildargs: b.args.clone().into_iter().collect(),
+        target: b.target.clone().unwrap_or_default(),
         labels: [(INPUTS_LABEL.to_string(), format!("build/{digest}"))].into(),
         ..Default::default()
     };
@@ -140,36 +145,66 @@ async fn build(docker: &Docker, stack: &Stack, name: &str, b: BuildSpec) -> Resu
     Ok(tag)
 }
 
-/// The context as a tar body (mtimes zeroed), and the digest of its paths,
-/// modes and contents with the Dockerfile's name and the build arguments.
+/// The context as a tar body (mtimes zeroed, what `.dockerignore` leaves
+/// out left out, symlinks sent as links), and the digest of each entry's
+/// path, mode and contents (each length-prefixed) with the Dockerfile's
+/// name and the build arguments.
 fn context_tar(ctx: &Path, b: &BuildSpec) -> Result<(Vec<u8>, String)> {
-    let mut files = Vec::new();
-    walk(ctx, "", &mut files)?;
-    files.sort();
+    let ignore = Ignore::read(ctx);
+    let mut entries = Vec::new();
+    walk(ctx, "", &ignore, &mut entries)?;
+    entries.sort();
     let mut tar = tar::Builder::new(Vec::new());
     let mut hasher = Sha256::new();
-    for (rel, mode) in &files {
-        let data = std::fs::read(ctx.join(rel))
-            .context(Error::Image, format!("reading {}", ctx.join(rel).display()))?;
+    let field = |h: &mut Sha256, bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    for (rel, entry) in &entries {
         let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(*mode);
         h.set_mtime(0);
-        h.set_cksum();
-        tar.append_data(&mut h, rel, data.as_slice())?;
-        hasher.update(rel.as_bytes());
-        hasher.update(mode.to_le_bytes());
-        hasher.update(&data);
+        field(&mut hasher, rel.as_bytes());
+        match entry {
+            Entry::File(mode) => {
+                let data = std::fs::read(ctx.join(rel))
+                    .context(Error::Image, format!("reading {}", ctx.join(rel).display()))?;
+                h.set_size(data.len() as u64);
+                h.set_mode(*mode);
+                h.set_cksum();
+                tar.append_data(&mut h, rel, data.as_slice())?;
+                field(&mut hasher, &mode.to_le_bytes());
+                field(&mut hasher, &data);
+            }
+            Entry::Link(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                h.set_mode(0o777);
+                tar.append_link(&mut h, rel, target)?;
+                field(&mut hasher, target.as_os_str().as_encoded_bytes());
+            }
+        }
     }
-    hasher.update(b.dockerfile().as_bytes());
+    field(&mut hasher, b.dockerfile().as_bytes());
+    if let Some(t) = &b.target {
+        field(&mut hasher, t.as_bytes());
+    }
     for (k, v) in &b.args {
-        hasher.update(format!("\0{k}={v}").as_bytes());
+        field(&mut hasher, k.as_bytes());
+        field(&mut hasher, v.as_bytes());
     }
     Ok((tar.into_inner()?, format!("{:x}", hasher.finalize())))
 }
 
-/// Every file under `dir`, relative, with its mode.
-fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, u32)>) -> Result<()> {
+/// What a context entry is: a regular file (its mode) or a symlink (its target).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Entry {
+    File(u32),
+    Link(std::path::PathBuf),
+}
+
+/// Every regular file and symlink under `dir`, relative; folders walked,
+/// not followed through links; sockets, pipes and devices left out.
+fn walk(dir: &Path, rel: &str, ignore: &Ignore, out: &mut Vec<(String, Entry)>) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let entries =
         std::fs::read_dir(dir).context(Error::Image, format!("reading {}", dir.display()))?;
@@ -180,12 +215,114 @@ fn walk(dir: &Path, rel: &str, out: &mut Vec<(String, u32)>) -> Result<()> {
             "" => name,
             r => format!("{r}/{name}"),
         };
-        let meta = std::fs::metadata(e.path())?;
-        if meta.is_dir() {
-            walk(&e.path(), &path, out)?;
-        } else {
-            out.push((path, meta.permissions().mode() & 0o7777));
+        if ignore.excludes(&path) {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(e.path())?;
+        let kind = meta.file_type();
+        if kind.is_symlink() {
+            out.push((path, Entry::Link(std::fs::read_link(e.path())?)));
+        } else if kind.is_dir() {
+            walk(&e.path(), &path, ignore, out)?;
+        } else if kind.is_file() {
+            out.push((path, Entry::File(meta.permissions().mode() & 0o7777)));
         }
     }
     Ok(())
+}
+
+/// A context's `.dockerignore`: patterns as Docker matches them (`*`, `?`,
+/// `**`, a leading `!` to take a path back), the last that matches a path
+/// or one of its folders deciding. The Dockerfile and `.dockerignore` are
+/// always sent, as Docker sends them.
+struct Ignore(Vec<(glob::Pattern, bool)>);
+
+impl Ignore {
+    fn read(ctx: &Path) -> Ignore {
+        let text = std::fs::read_to_string(ctx.join(".dockerignore")).unwrap_or_default();
+        Ignore(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| {
+                    let (negate, p) = match l.strip_prefix('!') {
+                        Some(p) => (true, p.trim()),
+                        None => (false, l),
+                    };
+                    let p = p.trim_start_matches("./").trim_start_matches('/');
+                    let p = p.trim_end_matches('/');
+                    Some((glob::Pattern::new(p).ok()?, negate))
+                })
+                .collect(),
+        )
+    }
+
+    fn excludes(&self, path: &str) -> bool {
+        if path == "Dockerfile" || path == ".dockerignore" {
+            return false;
+        }
+        let opts = glob::MatchOptions {
+            require_literal_separator: true,
+            ..Default::default()
+        };
+        // A path is out when it or a folder above it is matched last by an exclusion.
+        let mut out = false;
+        for (p, negate) in &self.0 {
+            let mut prefix = String::new();
+            let hit = path.split('/').any(|seg| {
+                if !prefix.is_empty() {
+                    prefix.push('/');
+                }
+                prefix.push_str(seg);
+                p.matches_with(&prefix, opts)
+            });
+            if hit {
+                out = !negate;
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dockerignore_leaves_out_what_docker_leaves_out() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".dockerignore"),
+            "# build junk\n.git\nnode_modules/\n**/*.log\n!keep.log\n",
+        )
+        .unwrap();
+        let i = Ignore::read(dir.path());
+        for out in [".git/HEAD", "node_modules/a/b.js", "x/y.log", "a.log"] {
+            assert!(i.excludes(out), "{out}");
+        }
+        for kept in ["src/main.js", "keep.log", "Dockerfile", "logs.txt"] {
+            assert!(!i.excludes(kept), "{kept}");
+        }
+    }
+
+    #[test]
+    fn the_digest_tells_contents_apart_from_names() {
+        let b = BuildSpec {
+            context: ".".into(),
+            dockerfile: None,
+            target: None,
+            args: BTreeMap::new(),
+        };
+        let digest = |files: &[(&str, &str)]| {
+            let dir = tempfile::tempdir().unwrap();
+            for (n, t) in files {
+                std::fs::write(dir.path().join(n), t).unwrap();
+            }
+            context_tar(dir.path(), &b).unwrap().1
+        };
+        assert_ne!(
+            digest(&[("a", "hell"), ("ob", "")]),
+            digest(&[("a", "hello"), ("b", "")])
+        );
+    }
 }

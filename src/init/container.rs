@@ -21,7 +21,7 @@ pub(super) fn lines(
     let mut l = vec!["kind: container".to_string()];
     let mut left = Vec::new();
     match (&svc.build_, &svc.image) {
-        (Some(b), _) => build(project, b, rel, &mut l)?,
+        (Some(b), _) => build(project, b, rel, &mut l, &mut left)?,
         (None, Some(i)) => l.push(format!("image: {}", q(i))),
         (None, None) => return Err("it has neither `image` nor `build`".into()),
     }
@@ -44,6 +44,12 @@ pub(super) fn lines(
     if svc.entrypoint.is_some() {
         left.push("its `entrypoint` (the image's own runs)".to_string());
     }
+    if svc.user.is_some() {
+        left.push("its `user` (the image's own runs)".to_string());
+    }
+    if svc.secrets.is_some() {
+        left.push("its Compose secrets (give each as a stack secret: `{path: /run/secrets/NAME, env: VAR}`)".to_string());
+    }
     environment(project, svc, &mut l);
     files(project, svc, rel, &mut l, &mut left);
     if let Some(h) = &svc.healthcheck {
@@ -58,39 +64,39 @@ fn build(
     b: &dc::BuildStep,
     rel: &dyn Fn(&Path) -> String,
     l: &mut Vec<String>,
+    left: &mut Vec<String>,
 ) -> Result<(), String> {
-    let (context, dockerfile, args) = match b {
-        dc::BuildStep::Simple(c) => (c.clone(), None, vec![]),
+    let (context, dockerfile, target, args) = match b {
+        dc::BuildStep::Simple(c) => (c.clone(), None, None, vec![]),
         dc::BuildStep::Advanced(a) => {
             if a.dockerfile_inline.is_some() {
                 return Err(
                     "its build has a `dockerfile_inline`, which firedrill does not build".into(),
                 );
             }
-            let args = match &a.args {
-                Some(dc::BuildArgs::KvPair(m)) => {
-                    m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-                }
-                Some(dc::BuildArgs::List(v)) => v
-                    .iter()
-                    .filter_map(|e| {
-                        e.split_once('=')
-                            .map(|(k, v)| (k.to_string(), v.to_string()))
-                    })
-                    .collect(),
-                Some(dc::BuildArgs::Simple(e)) => e
-                    .split_once('=')
-                    .map(|(k, v)| vec![(k.to_string(), v.to_string())])
-                    .unwrap_or_default(),
-                None => vec![],
-            };
-            (a.context.clone(), a.dockerfile.clone(), args)
+            let args = build_args(a.args.as_ref());
+            (
+                a.context.clone(),
+                a.dockerfile.clone(),
+                a.target.clone(),
+                args,
+            )
         }
     };
+    // A build argument that holds a secret is not written in clear.
+    let (secret, args): (Vec<_>, Vec<_>) = args
+        .into_iter()
+        .partition(|(k, v)| is_secret_var(k, Some(v)));
+    for (k, _) in secret {
+        left.push(format!("its build argument {k} (a secret: give it in the stack by hand, from your CI's secret store)"));
+    }
     l.push("build:".into());
     l.push(format!("  context: {}", rel(&project.dir.join(&context))));
     if let Some(d) = dockerfile {
         l.push(format!("  dockerfile: {}", q(&d)));
+    }
+    if let Some(t) = target {
+        l.push(format!("  target: {}", q(&t)));
     }
     if !args.is_empty() {
         let mut args = args;
@@ -141,8 +147,10 @@ fn environment(project: &Project, svc: &dc::Service, l: &mut Vec<String>) {
     }
 }
 
-/// `files:` for each file or folder it binds from the project (copied in,
-/// unchanged); binds of paths that do not exist are left out.
+/// `files:` for each file or folder of the project it binds (copied in,
+/// unchanged); a bind of anything else (the Docker socket, `/`, a home
+/// folder, a path that does not exist) and its named volumes are said, not
+/// carried.
 fn files(
     project: &Project,
     svc: &dc::Service,
@@ -150,9 +158,17 @@ fn files(
     l: &mut Vec<String>,
     left: &mut Vec<String>,
 ) {
+    let root = project
+        .dir
+        .canonicalize()
+        .unwrap_or_else(|_| project.dir.clone());
     let mut binds = project.binds(svc);
+    let named = svc.volumes.len() - binds.len();
+    if named > 0 {
+        left.push(format!("{named} volume(s) not bound from the project (named volumes, tmpfs): it starts with them empty"));
+    }
     binds.retain(|b| {
-        let ok = b.host.exists() && !b.host.starts_with("/var/run") && !b.host.starts_with("/proc");
+        let ok = b.host.starts_with(&root) && (b.host.is_file() || b.host.is_dir());
         if !ok {
             left.push(format!(
                 "its bind of {} (not a file of the project)",
@@ -198,5 +214,24 @@ fn healthcheck(h: &dc::Healthcheck, l: &mut Vec<String>) {
     }
     if h.retries > 0 {
         l.push(format!("  retries: {}", h.retries));
+    }
+}
+
+/// Compose's build arguments in any of its forms, as (name, value).
+fn build_args(args: Option<&dc::BuildArgs>) -> Vec<(String, String)> {
+    match args {
+        Some(dc::BuildArgs::KvPair(m)) => m.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        Some(dc::BuildArgs::List(v)) => v
+            .iter()
+            .filter_map(|e| {
+                e.split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect(),
+        Some(dc::BuildArgs::Simple(e)) => e
+            .split_once('=')
+            .map(|(k, v)| vec![(k.to_string(), v.to_string())])
+            .unwrap_or_default(),
+        None => vec![],
     }
 }

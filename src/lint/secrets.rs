@@ -44,19 +44,26 @@ pub fn is_secret_key(k: &str) -> bool {
 pub fn is_secret_var(name: &str, value: Option<&str>) -> bool {
     let name = name.to_ascii_lowercase();
     let words: Vec<&str> = name.split(['_', '-', '.']).collect();
-    let by_name = words.iter().enumerate().any(|(i, w)| {
-        matches!(*w, "pwd" | "pass" | "apikey" | "credentials")
-            || ["password", "passwd", "secret", "token"]
-                .iter()
-                .any(|s| w.ends_with(s))
-            || (*w == "key"
-                && i > 0
-                && ["api", "access", "private", "secret", "signing"].contains(&words[i - 1]))
-    });
+    // `PWD` alone is the shell's working folder; a name ending in `KEY`
+    // (`OPENAI_KEY`, `ENCRYPTION_KEY`) is a key, one with `KEY` inside
+    // (`CACHE_KEY_PREFIX`) is not.
+    let by_name = name != "pwd"
+        && words.iter().enumerate().any(|(i, w)| {
+            matches!(*w, "pwd" | "pass" | "apikey" | "credentials")
+                || ["password", "passwd", "secret", "token"]
+                    .iter()
+                    .any(|s| w.ends_with(s))
+                || (*w == "key" && i > 0 && i == words.len() - 1)
+                || (*w == "key"
+                    && i > 0
+                    && ["api", "access", "private", "secret", "signing"].contains(&words[i - 1]))
+        });
+    // A password in a URL's authority (`scheme://user:password@host`).
     let by_value = value.is_some_and(|v| {
         WEBHOOK_HOSTS.iter().any(|h| v.contains(h))
             || v.split_once("://")
-                .and_then(|(_, rest)| rest.split_once('@'))
+                .map(|(_, rest)| rest.split(['/', '?', '#']).next().unwrap_or(rest))
+                .and_then(|authority| authority.rsplit_once('@'))
                 .is_some_and(|(user, _)| user.contains(':'))
     });
     by_name || by_value

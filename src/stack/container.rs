@@ -85,6 +85,25 @@ impl Running {
         }))
     }
 
+    /// The longest Docker's healthcheck of `name` may take to call it
+    /// healthy or unhealthy: its start period, then `retries` + 1 checks,
+    /// each an interval and a timeout (Docker's defaults where unset: 30 s,
+    /// 30 s, 3), plus 5 s.
+    pub(crate) async fn health_window(&self, name: &str) -> Result<Duration> {
+        let s = self.service(name)?;
+        let i = self.docker.inspect_container(&s.container, None).await?;
+        let h = i.config.and_then(|c| c.healthcheck).unwrap_or_default();
+        let ns = |v: Option<i64>, default: u64| match v {
+            Some(n) if n > 0 => Duration::from_nanos(n as u64),
+            _ => Duration::from_secs(default),
+        };
+        let checks = h.retries.filter(|r| *r > 0).unwrap_or(3) as u32 + 1;
+        let start = h
+            .start_period
+            .map_or(Duration::ZERO, |n| Duration::from_nanos(n.max(0) as u64));
+        Ok(start + checks * (ns(h.interval, 30) + ns(h.timeout, 30)) + Duration::from_secs(5))
+    }
+
     /// The last `lines` lines of `name`'s container log (empty if it cannot be read).
     pub async fn logs(&self, name: &str, lines: usize) -> String {
         let Ok(s) = self.service(name) else {

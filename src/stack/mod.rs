@@ -374,6 +374,11 @@ impl Running {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
+        // Docker decides health at its own pace: its checks' window, at least.
+        let timeout = match ready {
+            Ready::Healthy => timeout.max(self.health_window(name).await?),
+            _ => timeout,
+        };
         let deadline = Instant::now() + timeout;
         loop {
             let ok = match ready {
@@ -398,9 +403,21 @@ impl Running {
                 );
             }
             if Instant::now() > deadline {
+                let health = match ready {
+                    Ready::Healthy => match self.health(name).await? {
+                        Some((status, last)) => {
+                            format!(
+                                " (Docker says `{status}`; the last check said: {})",
+                                last.trim()
+                            )
+                        }
+                        None => String::new(),
+                    },
+                    _ => String::new(),
+                };
                 bail!(
                     Stack,
-                    "{name} was not ready at {url} after {:?}; its last log lines:\n{}",
+                    "{name} was not ready at {url} after {:?}{health}; its last log lines:\n{}",
                     timeout,
                     self.logs(name, 20).await
                 );

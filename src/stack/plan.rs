@@ -42,10 +42,16 @@ pub(super) fn tar_dir(
         if p.is_dir() {
             tar_dir(&p, &format!("{into}/{name}"), out)?;
         } else {
-            out.push((format!("{into}/{name}"), std::fs::read(&p)?, 0o644));
+            out.push((format!("{into}/{name}"), std::fs::read(&p)?, mode_of(&p)));
         }
     }
     Ok(())
+}
+
+/// A file's permission bits as they are (a script keeps its execute bit).
+fn mode_of(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).map_or(0o644, |m| m.permissions().mode() & 0o7777)
 }
 
 /// What a service needs to start: command, files, readiness.
@@ -183,12 +189,22 @@ fn container(
             false => files.push((
                 path.clone(),
                 std::fs::read(&src).context(Error::Stack, format!("reading {}", src.display()))?,
-                0o644,
+                mode_of(&src),
             )),
         }
     }
     let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    secrets(svc, stack, token, generated, &mut files, &mut env)?;
+    let mut secret_files = Vec::new();
+    secrets(svc, stack, token, generated, &mut secret_files, &mut env)?;
+    if img.uid.is_none() {
+        // A user named by name: its uid is unknown before it runs, so its
+        // secret files are readable by every user of the container (the
+        // drill's alone), not by root only.
+        for f in &mut secret_files {
+            f.2 = 0o444;
+        }
+    }
+    files.extend(secret_files);
     let ready = match (&svc.ready, &svc.healthcheck) {
         (Some(path), _) => Ready::Http(interned(path)),
         (None, Some(_)) => Ready::Healthy,
@@ -200,7 +216,7 @@ fn container(
         cmd: svc.args.clone(),
         env,
         files,
-        owner: img.uid,
+        owner: img.uid.unwrap_or(0),
         binds: vec![],
         tmpfs: vec![],
         ready,

@@ -234,7 +234,7 @@ impl ChaosStep {
         match found.len() {
             1 => Ok(found.remove(0)),
             0 => Err(
-                "a chaos step names one action: stop, start, kill, pause, unpause, remove, fixture, teams, postgres or gpu"
+                "a chaos step names one action: stop, start, kill, restart, pause, unpause, remove, fixture, teams, postgres or gpu"
                     .into(),
             ),
             _ => Err("a chaos step names one action only; use one step per action".into()),

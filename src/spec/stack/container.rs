@@ -25,6 +25,8 @@ pub struct BuildSpec {
     pub context: String,
     /// The Dockerfile, relative to the context (default `Dockerfile`).
     pub dockerfile: Option<String>,
+    /// The stage of a multi-stage Dockerfile to build.
+    pub target: Option<String>,
     /// `ARG` values.
     #[serde(default)]
     pub args: BTreeMap<String, String>,
@@ -37,6 +39,7 @@ impl Build {
             Build::Context(c) => BuildSpec {
                 context: c.clone(),
                 dockerfile: None,
+                target: None,
                 args: BTreeMap::new(),
             },
             Build::Full(b) => b.clone(),
@@ -99,22 +102,10 @@ pub(super) fn check_container(
 ) {
     let at = |k: &str| format!("services.{name}.{k}");
     if svc.kind != Kind::Container {
-        let given = [
-            ("image", svc.image.is_some()),
-            ("build", svc.build.is_some()),
-            ("files", !svc.files.is_empty()),
-            ("healthcheck", svc.healthcheck.is_some()),
-            ("ready", svc.ready.is_some()),
-        ];
-        for (k, _) in given.iter().filter(|(_, set)| *set) {
-            errors.push(source.error(
-                &at(k),
-                format!("`{k}` is for `kind: container` services: a {:?} service runs firedrill's image of it", svc.kind),
-            ));
-        }
-        return;
+        return check_foreign_keys(source, name, svc, errors);
     }
     check_image(source, name, svc, errors);
+    check_foreign_keys(source, name, svc, errors);
     let mut err = |path: String, m: String| errors.push(source.error(&path, m));
     if svc.port.is_none() {
         err(
@@ -132,6 +123,14 @@ pub(super) fn check_container(
             err(
                 at(&format!("files.{path}")),
                 format!("{} does not exist", source.relative(from).display()),
+            );
+        } else if !(source.relative(from).is_file() || source.relative(from).is_dir()) {
+            err(
+                at(&format!("files.{path}")),
+                format!(
+                    "{} is not a file or a folder (a socket or a device is not copied)",
+                    source.relative(from).display()
+                ),
             );
         }
     }
@@ -171,12 +170,43 @@ fn check_image(source: &Source, name: &str, svc: &ServiceSpec, errors: &mut Vec<
         (None, Some(b)) => {
             let b = b.spec();
             let ctx = source.relative(&b.context);
+            let outside = Path::new(b.dockerfile())
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)));
             if !ctx.is_dir() {
                 err(&at, format!("the build context {} is not a folder", ctx.display()));
+            } else if outside {
+                err(&at, format!("the Dockerfile `{}` is not a path inside the build context (the context is all the engine is sent)", b.dockerfile()));
             } else if !ctx.join(b.dockerfile()).is_file() {
                 err(&at, format!("no {} in the build context {}", b.dockerfile(), ctx.display()));
             }
         }
         (Some(_), None) => {}
+    }
+}
+
+/// A container's keys on a service of another kind, and another kind's on
+/// a container: each refused at its key.
+fn check_foreign_keys(source: &Source, name: &str, svc: &ServiceSpec, errors: &mut Vec<SpecError>) {
+    let at = |k: &str| format!("services.{name}.{k}");
+    let mine = svc.kind == Kind::Container;
+    let keys = [
+        ("image", svc.image.is_some(), false),
+        ("build", svc.build.is_some(), false),
+        ("files", !svc.files.is_empty(), false),
+        ("healthcheck", svc.healthcheck.is_some(), false),
+        ("ready", svc.ready.is_some(), false),
+        ("config", svc.config.is_some(), true),
+        ("profile", svc.profile.is_some(), true),
+        ("variant", svc.variant.is_some(), true),
+        ("provisioning", svc.provisioning.is_some(), true),
+        ("dashboards", svc.dashboards.is_some(), true),
+    ];
+    for (k, _, _) in keys.iter().filter(|(_, set, other)| *set && *other == mine) {
+        let why = match mine {
+            true => format!("a container takes no `{k}`: the files it reads go in `files`"),
+            false => format!("`{k}` is for `kind: container` services: a {:?} service runs firedrill's image of it", svc.kind),
+        };
+        errors.push(source.error(&at(k), why));
     }
 }
