@@ -1426,18 +1426,10 @@ fn failed_step(r: &DrillReport) -> String {
 
 /// A copy of tests/data/container (a team's own service built from its
 /// Dockerfile), to break.
-fn container_stack() -> tempfile::TempDir {
+fn container_stack() -> Workspace {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(Path::new("tests/data/container"), dir.path());
-    dir
-}
-
-/// Replaces `from` by `to` in `dir/rel`; `from` must be there exactly once.
-fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
-    let p = dir.join(rel);
-    let text = std::fs::read_to_string(&p).unwrap();
-    assert_eq!(text.matches(from).count(), 1, "`{from}` once in {rel}");
-    std::fs::write(&p, text.replace(from, to)).unwrap();
+    Workspace { dir }
 }
 
 /// `kind: container`: the team's image is built from its context with its
@@ -1446,8 +1438,8 @@ fn edit(dir: &Path, rel: &str, from: &str, to: &str) {
 /// Teams and resolve.
 #[tokio::test]
 async fn a_team_container_is_built_run_and_drilled() {
-    let dir = container_stack();
-    let r = run(&dir.path().join("scenarios/queue.yaml"), false).await;
+    let ws = container_stack();
+    let r = run(&ws.path("scenarios/queue.yaml"), false).await;
     assert!(r.passed(), "{}", r.render());
     let docker = firedrill::stack::connect().await.unwrap();
     let images = docker
@@ -1470,14 +1462,13 @@ async fn a_team_container_is_built_run_and_drilled() {
 /// Without the file copied in, the guard on it fires: the baseline is not quiet.
 #[tokio::test]
 async fn a_container_missing_its_config_file_fails() {
-    let dir = container_stack();
-    edit(
-        dir.path(),
+    let ws = container_stack();
+    ws.patch(
         "stack.yaml",
         "      /etc/queue/textfile/queue.prom: textfile/queue.prom",
         "      /etc/queue/elsewhere/queue.prom: textfile/queue.prom",
     );
-    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    let r = run(&ws.path("scenarios/queue.yaml"), true).await;
     assert!(!r.passed(), "{}", r.render());
     let f = failed_step(&r);
     assert!(
@@ -1490,14 +1481,12 @@ async fn a_container_missing_its_config_file_fails() {
 /// drill before any step with its cause, and nothing of the run is left.
 #[tokio::test]
 async fn a_container_that_never_gets_healthy_or_fails_to_build_stops_the_bring_up() {
-    let dir = container_stack();
-    edit(
-        dir.path(),
-        "stack.yaml",
+    let ws = container_stack();
+    ws.patch("stack.yaml",
         "    restart: unless-stopped\n",
         "    restart: unless-stopped\n    healthcheck: {test: [\"CMD\", \"/bin/node_exporter\", \"--no-such-flag\"], interval: 1s, retries: 2}\n",
     );
-    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    let r = run(&ws.path("scenarios/queue.yaml"), true).await;
     let e = r.error.as_deref().expect("the bring-up fails");
     assert!(
         e.contains("queue is unhealthy") && e.contains("no-such-flag"),
@@ -1505,14 +1494,13 @@ async fn a_container_that_never_gets_healthy_or_fails_to_build_stops_the_bring_u
     );
     assert!(r.steps.is_empty(), "no step runs on a stack that is not up");
 
-    let dir = container_stack();
-    edit(
-        dir.path(),
+    let ws = container_stack();
+    ws.patch(
         "queue/Dockerfile",
         "COPY build_info.prom",
         "COPY build-info.prom",
     );
-    let r = run(&dir.path().join("scenarios/queue.yaml"), true).await;
+    let r = run(&ws.path("scenarios/queue.yaml"), true).await;
     let e = r.error.as_deref().expect("the build fails");
     assert!(e.contains("services.queue: building its image"), "{e}");
     assert!(e.contains("build-info.prom"), "the engine's own words: {e}");

@@ -27,23 +27,25 @@ pub(super) fn tar_files(files: &[(String, Vec<u8>, u32)], owner: u32) -> Result<
     Ok(b.into_inner()?)
 }
 
-pub(super) fn tar_dir(
-    dir: &std::path::Path,
+/// The file at `p` as `into`, or a folder's every file under `into`, modes kept.
+pub(super) fn tar_path(
+    p: &std::path::Path,
     into: &str,
     out: &mut Vec<(String, Vec<u8>, u32)>,
 ) -> Result<()> {
-    for e in std::fs::read_dir(dir).context(Error::Stack, format!("reading {}", dir.display()))? {
+    if !p.is_dir() {
+        let data = std::fs::read(p).context(Error::Stack, format!("reading {}", p.display()))?;
+        out.push((into.to_string(), data, mode_of(p)));
+        return Ok(());
+    }
+    for e in std::fs::read_dir(p).context(Error::Stack, format!("reading {}", p.display()))? {
         let p = e?.path();
         let name = p
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .to_string();
-        if p.is_dir() {
-            tar_dir(&p, &format!("{into}/{name}"), out)?;
-        } else {
-            out.push((format!("{into}/{name}"), std::fs::read(&p)?, mode_of(&p)));
-        }
+        tar_path(&p, &format!("{into}/{name}"), out)?;
     }
     Ok(())
 }
@@ -183,15 +185,7 @@ fn container(
         .ok_or_else(|| err!(Image, "{name}: its image was not made before the bring-up"))?;
     let mut files = Vec::new();
     for (path, from) in &svc.files {
-        let src = stack.source.relative(from);
-        match src.is_dir() {
-            true => tar_dir(&src, path, &mut files)?,
-            false => files.push((
-                path.clone(),
-                std::fs::read(&src).context(Error::Stack, format!("reading {}", src.display()))?,
-                mode_of(&src),
-            )),
-        }
+        tar_path(&stack.source.relative(from), path, &mut files)?;
     }
     let mut env: Vec<String> = svc.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut secret_files = Vec::new();
@@ -315,14 +309,14 @@ fn own_files(
         )),
         Kind::Grafana => {
             if let Some(d) = &svc.provisioning {
-                tar_dir(
+                tar_path(
                     &stack.source.relative(d),
                     "/etc/grafana/provisioning",
                     files,
                 )?;
             }
             if let Some(d) = &svc.dashboards {
-                tar_dir(
+                tar_path(
                     &stack.source.relative(d),
                     "/var/lib/grafana/dashboards",
                     files,

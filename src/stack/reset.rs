@@ -140,12 +140,7 @@ impl Running {
             .iter()
             .filter(|s| policy(s, Reset::Restart))
             .collect();
-        futures_util::future::try_join_all(restart.iter().map(|s| {
-            self.docker
-                .restart_container(&s.container, Some(RestartContainerOptions { t: 5 }))
-        }))
-        .await
-        .context(Error::Stack, "restarting the services a reset starts over")?;
+        futures_util::future::try_join_all(restart.iter().map(|s| self.restart(&s.name))).await?;
         for s in &restart {
             self.wait_ready(&s.name, s.ready, Duration::from_secs(60))
                 .await?;
